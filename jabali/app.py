@@ -1,0 +1,23 @@
+"""The application context: one Store and one Vault per process, opened lazily from the state directory."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from . import paths
+from .store import Store
+from .vault import Vault
+
+
+class App:
+    @cached_property
+    def store(self) -> Store:
+        return Store.open(paths.db_path())
+
+    @cached_property
+    def vault(self) -> Vault:
+        return Vault(self.store, paths.key_file())
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()

@@ -1,0 +1,107 @@
+"""Schedules: a cron expression (parsed by croniter, never by hand) and the destinations it backs up to.
+
+Only destinations whose last test passed may be chosen; that is checked on create and update.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
+
+from . import clock, validate
+from .app import App
+from .errors import Conflict, InvalidInput, NotFound
+from .store import ScheduleRow
+
+
+def check_cron(expr: str) -> str:
+    expr = " ".join((expr or "").split())
+    if "\n" in expr or not expr:
+        raise InvalidInput("--cron", "must be a cron expression like '0 2 * * *'")
+    if len(expr.split()) != 5 or not croniter.is_valid(expr):
+        raise InvalidInput("--cron", f"{expr!r} is not a valid 5-field cron expression (minute hour day month weekday)")
+    return expr
+
+
+def next_run(expr: str, after: datetime) -> datetime:
+    return croniter(expr, after).get_next(datetime)
+
+
+def get(app: App, ref: str) -> ScheduleRow:
+    sched = app.store.schedule(ref)
+    if sched is None:
+        raise NotFound(f"schedule {ref!r} not found")
+    return sched
+
+
+def _destination_ids(app: App, refs: list[str]) -> list[int]:
+    if not refs:
+        raise InvalidInput("--destination", "at least one destination is required")
+    ids: list[int] = []
+    for ref in refs:
+        dest = app.store.destination(ref)
+        if dest is None:
+            raise InvalidInput("--destination", f"destination {ref!r} not found")
+        if not dest.last_test_ok:
+            raise InvalidInput(
+                "--destination",
+                f"destination {dest.name!r} has not passed a test yet; run `jabali destination test {dest.name}`",
+            )
+        if dest.id not in ids:
+            ids.append(dest.id)
+    return ids
+
+
+def create(app: App, name: str, cron: str, destinations: list[str], enabled: bool = True) -> ScheduleRow:
+    validate.name("--name", name)
+    cron = check_cron(cron)
+    ids = _destination_ids(app, destinations)
+    if app.store.schedule(name) is not None:
+        raise Conflict(f"--name: a schedule named {name!r} already exists")
+    return get(app, str(app.store.insert_schedule(name, cron, enabled, ids)))
+
+
+def update(
+    app: App,
+    ref: str,
+    *,
+    name: str | None = None,
+    cron: str | None = None,
+    destinations: list[str] | None = None,
+    enabled: bool | None = None,
+) -> ScheduleRow:
+    sched = get(app, ref)
+    new_name = sched.name
+    if name is not None and name != sched.name:
+        new_name = validate.name("--name", name)
+        if app.store.schedule(new_name) is not None:
+            raise Conflict(f"--name: a schedule named {new_name!r} already exists")
+    new_cron = check_cron(cron) if cron is not None else sched.cron
+    ids = _destination_ids(app, destinations) if destinations else list(sched.destination_ids)
+    new_enabled = sched.enabled if enabled is None else enabled
+    app.store.update_schedule(sched.id, new_name, new_cron, new_enabled, ids)
+    return get(app, str(sched.id))
+
+
+def delete(app: App, ref: str) -> ScheduleRow:
+    sched = get(app, ref)
+    app.store.delete_schedule(sched.id)
+    return sched
+
+
+def view(app: App, sched: ScheduleRow) -> dict[str, Any]:
+    names = []
+    for did in sched.destination_ids:
+        dest = app.store.destination(did)
+        names.append(dest.name if dest else str(did))
+    return {
+        "id": sched.id,
+        "name": sched.name,
+        "cron": sched.cron,
+        "enabled": sched.enabled,
+        "destinations": names,
+        "last_run_at": sched.last_run_at,
+        "next_run_at": clock.iso(next_run(sched.cron, clock.now())) if sched.enabled else None,
+    }
