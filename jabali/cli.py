@@ -38,9 +38,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from .commands import destination, events, run_due, schedule, secrets
+    from .commands import account, backup, destination, events, package, run_due, schedule, secrets, snapshot
 
-    for module in (destination, schedule, secrets, events, run_due):
+    for module in (destination, schedule, package, account, backup, snapshot, secrets, events, run_due):
         cli.add_command(module.command)
 
 

@@ -18,7 +18,7 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -320,15 +320,16 @@ def build(
 
 
 def _split_rest_credentials(config: dict[str, Any], secrets: dict[str, str], url_given: bool) -> None:
-    """Move user:password out of a REST URL: the user stays in config, the password becomes a secret."""
+    """Move user:password out of a REST URL: the user stays in config, the password becomes a secret.
+    Both are stored decoded (a URL carries them percent-encoded, e.g. p%40ss for p@ss)."""
     parts = urlsplit(config["url"])
     if url_given:
         config.pop("user", None)
         secrets.pop(REST_PASSWORD, None)
         if parts.username is not None:
-            config["user"] = parts.username
+            config["user"] = unquote(parts.username)
             if parts.password:
-                secrets[REST_PASSWORD] = parts.password
+                secrets[REST_PASSWORD] = unquote(parts.password)
         netloc = parts.hostname or ""
         if ":" in netloc:
             netloc = f"[{netloc}]"
@@ -359,7 +360,7 @@ def location(type_: str, config: Mapping[str, Any]) -> str:
     if type_ == "rest":
         if c.get("user"):
             parts = urlsplit(c["url"])
-            return "rest:" + urlunsplit((parts.scheme, f"{c['user']}@{parts.netloc}", parts.path, "", ""))
+            return "rest:" + urlunsplit((parts.scheme, f"{quote(c['user'], safe='')}@{parts.netloc}", parts.path, "", ""))
         return f"rest:{c['url']}"
     raise InvalidInput("--type", f"unknown destination type {type_}")
 
@@ -397,6 +398,8 @@ def repository(type_: str, config: Mapping[str, Any], secrets: Mapping[str, str]
             userinfo = quote(config["user"], safe="") + ":" + quote(secrets.get(REST_PASSWORD, ""), safe="")
             loc = "rest:" + urlunsplit((parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, "", ""))
     hidden = tuple(v for k, v in secrets.items() if k != REPO_PASSWORD)
+    if secrets.get(REST_PASSWORD):
+        hidden += (quote(secrets[REST_PASSWORD], safe=""),)  # as it appears inside RESTIC_REPOSITORY
     return restic.Repository(loc, password, env=env, args=tuple(args), bearer=bearer, secrets=hidden)
 
 

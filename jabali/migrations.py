@@ -60,3 +60,81 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
 ]
+
+MIGRATIONS.append(
+    (
+        2,
+        "packages, accounts, schedule targets, backup catalog",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE packages (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            keep_daily INTEGER NOT NULL DEFAULT 7,
+            keep_weekly INTEGER NOT NULL DEFAULT 4,
+            keep_monthly INTEGER NOT NULL DEFAULT 12,
+            tenant_visible INTEGER NOT NULL DEFAULT 1,
+            download INTEGER NOT NULL DEFAULT 1,
+            auto_approve_restores INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE accounts (
+            id INTEGER PRIMARY KEY,
+            user TEXT NOT NULL UNIQUE,
+            package_id INTEGER NOT NULL REFERENCES packages(id) ON DELETE RESTRICT,
+            config TEXT NOT NULL,              -- JSON: home, mail_dir, zone_files, crontab, databases, pg_databases
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE schedule_targets (
+            schedule_id INTEGER NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('all', 'package', 'account')),
+            ref TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (schedule_id, kind, ref)
+        );
+        -- One backup of one account (a group of restic snapshots sharing the tag backup=<id>).
+        CREATE TABLE backups (
+            id TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,              -- running | ok | warning | partial | failed
+            message TEXT,
+            components TEXT NOT NULL DEFAULT '[]',
+            schedule TEXT,
+            pid INTEGER
+        );
+        CREATE INDEX backups_account ON backups(account, started_at);
+        CREATE INDEX backups_status ON backups(status);
+        -- That backup on one destination.
+        CREATE TABLE backup_copies (
+            backup_id TEXT NOT NULL REFERENCES backups(id) ON DELETE CASCADE,
+            destination_id INTEGER NOT NULL REFERENCES destinations(id) ON DELETE CASCADE,
+            account TEXT NOT NULL,
+            time TEXT NOT NULL,
+            status TEXT NOT NULL,
+            message TEXT,
+            size INTEGER NOT NULL DEFAULT 0,
+            files INTEGER NOT NULL DEFAULT 0,
+            components TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (backup_id, destination_id)
+        );
+        CREATE INDEX backup_copies_account ON backup_copies(account, time);
+        CREATE INDEX backup_copies_destination ON backup_copies(destination_id, time);
+        CREATE TABLE snapshots (
+            destination_id INTEGER NOT NULL REFERENCES destinations(id) ON DELETE CASCADE,
+            snapshot_id TEXT NOT NULL,
+            backup_id TEXT NOT NULL REFERENCES backups(id) ON DELETE CASCADE,
+            component TEXT NOT NULL,
+            time TEXT NOT NULL,
+            size INTEGER NOT NULL DEFAULT 0,
+            files INTEGER NOT NULL DEFAULT 0,
+            paths TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (destination_id, snapshot_id)
+        );
+        CREATE INDEX snapshots_backup ON snapshots(backup_id, destination_id);
+        """,
+    )
+)

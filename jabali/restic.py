@@ -149,7 +149,8 @@ def insecure_tls() -> bool:
 
 def _base_env() -> dict[str, str]:
     # A clean environment: an operator's RESTIC_* or AWS_* variables must never leak into a destination.
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C.UTF-8"}
+    # TZ=UTC: `--time` and snapshot times are read and printed in UTC, whatever the host's zone.
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
     for name in ("HOME", "TMPDIR"):
         if name in os.environ:
             env[name] = os.environ[name]
@@ -174,7 +175,14 @@ def classify(returncode: int, stderr: str) -> Failure:
             ("x509:", "certificate signed by unknown authority", "tls: ", "certificate is not valid", "certificate not trusted"),
         ),
         (Failure.HOST_KEY, ("host key verification failed", "remote host identification has changed")),
-        (Failure.EXISTS, ("config file already exists", "repository master key and config already initialized")),
+        (
+            Failure.EXISTS,
+            (
+                "config file already exists",
+                "config already exists",  # b2 (and other cloud backends' Create)
+                "repository master key and config already initialized",
+            ),
+        ),
         (
             Failure.AUTH,
             (
@@ -224,6 +232,8 @@ def classify(returncode: int, stderr: str) -> Failure:
                 "object doesn't exist",
                 "specified bucket does not exist",
                 "nosuchbucket",
+                # b2 (its 404 noise also follows successful commands, so only on the config file):
+                "unable to open config file: stat: b2_download_file_by_name: 404",
             ),
         ),
         (Failure.NO_SNAPSHOT, ("no snapshot found", "no matching id found")),
@@ -386,3 +396,146 @@ def popen(
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None and not stream.closed and proc.poll() is not None:
                     stream.close()
+
+
+class Running:
+    """A restic process whose stdout (JSON lines) and stderr are drained by threads while the caller
+    feeds its stdin (for `backup --stdin`) or just waits; `on_message` sees every JSON message as it
+    arrives (progress). Use as a context manager: leaving the block early stops the process."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        args: Sequence[str],
+        *,
+        feed_stdin: bool = False,
+        on_message: Any = None,
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        import threading
+
+        self.repo = repo
+        self.args = list(args)
+        self._stack = ExitStack()
+        env, pw_fd, self._proxy = self._stack.enter_context(_prepared(repo))
+        try:
+            self.proc = subprocess.Popen(
+                list(wrapper) + global_args(repo, pw_fd) + self.args,
+                stdin=subprocess.PIPE if feed_stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                pass_fds=[pw_fd],
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._stack.close()
+            raise OperationFailed(f"cannot start restic: {exc.strerror}") from None
+        self.messages: list[Any] = []
+        self._stderr: list[bytes] = []
+        self._on_message = on_message
+        self.broken = False
+        self._threads = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line.startswith(b"{"):
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("message_type") != "status":
+                self.messages.append(message)
+            if self._on_message is not None:
+                self._on_message(message)
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._stderr.append(line)
+
+    def write(self, data: bytes) -> bool:
+        """Feed stdin; False (and `broken`) once restic has gone away, so a fan-out can carry on."""
+        if self.broken or self.proc.stdin is None:
+            return False
+        try:
+            self.proc.stdin.write(data)
+            return True
+        except (BrokenPipeError, ValueError, OSError):
+            self.broken = True
+            return False
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                self.broken = True
+
+    def wait(self, timeout: float | None = DEFAULT_TIMEOUT) -> Result:
+        self.close_stdin()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop(self.proc)
+        for thread in self._threads:
+            thread.join()
+        stderr = b"".join(self._stderr).decode(errors="replace")
+        if self._proxy is not None and self._proxy.last_error:
+            stderr += f"\nbearer proxy: {self._proxy.last_error}"
+        return Result(self.proc.returncode, b"", self.repo.redact(stderr))
+
+    def summary(self) -> dict[str, Any] | None:
+        for message in reversed(self.messages):
+            if message.get("message_type") == "summary":
+                return message
+        return None
+
+    def errors(self) -> list[str]:
+        """Items restic could not read (backup's JSON error messages)."""
+        return [str(m.get("item") or m.get("error")) for m in self.messages if m.get("message_type") == "error"]
+
+    def __enter__(self) -> "Running":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _stop(self.proc)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        self._stack.close()
+
+
+def snapshot_time(value: str) -> str:
+    """Format an ISO time for `restic backup --time` (restic reads it in TZ=UTC, see _base_env)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromisoformat(value).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run_unlocking(repo: Repository, args: Sequence[str], **kwargs: Any) -> Result:
+    """Run restic; if the repository is locked, clear stale locks with `restic unlock` (which removes only
+    locks of dead processes or older than 30 min) and retry once. A live lock is reported, not broken."""
+    try:
+        return run(repo, args, **kwargs)
+    except ResticError as exc:
+        if exc.failure is not Failure.LOCKED:
+            raise
+    run(repo, ["unlock"], timeout=kwargs.get("timeout", DEFAULT_TIMEOUT))
+    try:
+        return run(repo, args, **kwargs)
+    except ResticError as exc:
+        if exc.failure is Failure.LOCKED:
+            raise ResticError(Failure.LOCKED, "held by a running restic process; not broken") from None
+        raise

@@ -10,9 +10,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from . import clock, destination_ops, paths
+from . import backups, clock, defaults, destination_ops, paths, schedules
 from .app import App
 from .errors import Busy
+from .progress import Progress
 
 
 @dataclass
@@ -49,10 +50,42 @@ def run_due(app: App, *, dry_run: bool = False) -> Report:
         lock.release()
 
 
+def due_schedules(app: App) -> list:
+    """Enabled schedules whose next cron time after their last run (or creation) has passed; however many
+    slots were missed, a schedule runs once."""
+    now = clock.now()
+    due = []
+    for sched in app.store.schedules():
+        base = clock.parse(sched.last_run_at or sched.created_at)
+        if sched.enabled and schedules.next_run(sched.cron, base) <= now:
+            due.append(sched)
+    return due
+
+
 def _run(app: App, dry_run: bool) -> Report:
     report = Report()
+    now = clock.now()
+    if not dry_run:
+        for backup_id in backups.recover_interrupted(app):
+            report.add("recover", backup_id, False, backups.INTERRUPTED)
+        if app.store.accounts():
+            defaults.ensure(app)
+    touched: dict[int, set[str]] = {}
+    for sched in due_schedules(app):
+        for account in backups.schedule_accounts(app, sched.id):
+            names = [app.store.destination(d).name for d in sched.destination_ids if app.store.destination(d)]
+            if dry_run:
+                report.add("backup", f"{account.user} -> {', '.join(names)}", True, f"would run (schedule {sched.name})")
+                continue
+            _backup(app, report, account.user, [str(d) for d in sched.destination_ids], sched.name, touched)
+        if not dry_run:
+            app.store.set_schedule_last_run(sched.id, clock.iso(now))
+    for dest_id, users in touched.items():
+        result = backups.apply_retention(app, dest_id, users)
+        if result.forgotten or result.error:
+            report.add("retention", result.destination, result.error is None,
+                       result.error or f"forgot {result.forgotten} backup(s), pruned once")
     if dry_run:
-        now = clock.now()
         for dest in app.store.destinations():
             if not dest.last_test_at or now - clock.parse(dest.last_test_at) >= destination_ops.RETEST_AFTER:
                 report.add("retest", dest.name, True, "would re-test (dry run)")
@@ -60,3 +93,17 @@ def _run(app: App, dry_run: bool) -> Report:
     for dest, result in destination_ops.retest_due(app):
         report.add("retest", dest.name, result.ok, result.message)
     return report
+
+
+def _backup(app: App, report: Report, user: str, dest_refs: list[str], schedule: str,
+            touched: dict[int, set[str]]) -> None:
+    try:
+        outcome = backups.backup_now(app, user, dest_refs, schedule=schedule, progress=Progress())
+    except Busy as exc:
+        report.add("backup", user, False, str(exc))
+        return
+    for copy in outcome.copies:
+        ok = copy.status in ("ok", "warning")
+        report.add("backup", f"{user} -> {copy.destination}", ok, f"{copy.status} {outcome.backup_id} {copy.message}".strip())
+        if copy.snapshots:
+            touched.setdefault(copy.destination_id, set()).add(user)

@@ -54,13 +54,39 @@ def _destination_ids(app: App, refs: list[str]) -> list[int]:
     return ids
 
 
-def create(app: App, name: str, cron: str, destinations: list[str], enabled: bool = True) -> ScheduleRow:
+def check_targets(app: App, all_accounts: bool, packages: list[str], accounts: list[str]) -> list[tuple[str, str]]:
+    """Validate schedule targets; return (kind, ref) pairs. No target at all means all accounts."""
+    if all_accounts and (packages or accounts):
+        raise InvalidInput("--all-accounts", "cannot be combined with --package or --account")
+    out: list[tuple[str, str]] = [("all", "")] if all_accounts else []
+    for ref in packages:
+        if app.store.package(ref) is None:
+            raise InvalidInput("--package", f"package {ref!r} not found")
+        out.append(("package", ref))
+    for ref in accounts:
+        if app.store.account(ref) is None:
+            raise InvalidInput("--account", f"account {ref!r} not found")
+        out.append(("account", ref))
+    return out
+
+
+def create(
+    app: App,
+    name: str,
+    cron: str,
+    destinations: list[str],
+    enabled: bool = True,
+    targets: list[tuple[str, str]] | None = None,
+) -> ScheduleRow:
     validate.name("--name", name)
     cron = check_cron(cron)
     ids = _destination_ids(app, destinations)
     if app.store.schedule(name) is not None:
         raise Conflict(f"--name: a schedule named {name!r} already exists")
-    return get(app, str(app.store.insert_schedule(name, cron, enabled, ids)))
+    with app.store.tx():
+        sched_id = app.store.insert_schedule(name, cron, enabled, ids)
+        app.store.set_schedule_targets(sched_id, targets or [("all", "")])
+    return get(app, str(sched_id))
 
 
 def update(
@@ -71,6 +97,7 @@ def update(
     cron: str | None = None,
     destinations: list[str] | None = None,
     enabled: bool | None = None,
+    targets: list[tuple[str, str]] | None = None,
 ) -> ScheduleRow:
     sched = get(app, ref)
     new_name = sched.name
@@ -81,7 +108,10 @@ def update(
     new_cron = check_cron(cron) if cron is not None else sched.cron
     ids = _destination_ids(app, destinations) if destinations else list(sched.destination_ids)
     new_enabled = sched.enabled if enabled is None else enabled
-    app.store.update_schedule(sched.id, new_name, new_cron, new_enabled, ids)
+    with app.store.tx():
+        app.store.update_schedule(sched.id, new_name, new_cron, new_enabled, ids)
+        if targets:
+            app.store.set_schedule_targets(sched.id, targets)
     return get(app, str(sched.id))
 
 
@@ -102,6 +132,7 @@ def view(app: App, sched: ScheduleRow) -> dict[str, Any]:
         "cron": sched.cron,
         "enabled": sched.enabled,
         "destinations": names,
+        "targets": [f"{kind}:{ref}" if ref else kind for kind, ref in app.store.schedule_targets(sched.id)] or ["all"],
         "last_run_at": sched.last_run_at,
         "next_run_at": clock.iso(next_run(sched.cron, clock.now())) if sched.enabled else None,
     }

@@ -54,6 +54,54 @@ class SecretRow:
 
 
 @dataclass(frozen=True)
+class PackageRow:
+    id: int
+    name: str
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+    tenant_visible: bool
+    download: bool
+    auto_approve_restores: bool
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    id: int
+    user: str
+    package: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BackupCopy:
+    """One backup of one account on one destination: what `snapshot list` shows."""
+
+    backup_id: str
+    destination_id: int
+    destination: str
+    account: str
+    time: str
+    status: str
+    message: str | None
+    size: int
+    files: int
+    components: list[str]
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    destination_id: int
+    snapshot_id: str
+    backup_id: str
+    component: str
+    time: str
+    size: int
+    files: int
+    paths: list[str]
+
+
+@dataclass(frozen=True)
 class EventRow:
     id: int
     at: str
@@ -64,7 +112,200 @@ class EventRow:
     message: str
 
 
-class Store:
+class CatalogMixin:
+    conn: sqlite3.Connection
+
+    # -- meta -------------------------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- packages ---------------------------------------------------------------------------------------
+    def insert_package(self, name: str, values: dict[str, Any]) -> int:
+        at = clock.iso(clock.now())
+        cols = ["name", "created_at", "updated_at", *values]
+        cur = self.conn.execute(
+            f"INSERT INTO packages ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [name, at, at, *values.values()],
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_package(self, id_: int, values: dict[str, Any]) -> None:
+        if not values:
+            return
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.conn.execute(
+            f"UPDATE packages SET {sets}, updated_at = ? WHERE id = ?",
+            [*values.values(), clock.iso(clock.now()), id_],
+        )
+
+    def package(self, ref: str | int) -> PackageRow | None:
+        row = self.conn.execute(
+            "SELECT * FROM packages WHERE name = ? OR (id = ? AND ? GLOB '[0-9]*')", (str(ref), str(ref), str(ref))
+        ).fetchone()
+        return _package(row) if row else None
+
+    def packages(self) -> list[PackageRow]:
+        return [_package(r) for r in self.conn.execute("SELECT * FROM packages ORDER BY name")]
+
+    def delete_package(self, id_: int) -> None:
+        self.conn.execute("DELETE FROM packages WHERE id = ?", (id_,))
+
+    def package_account_count(self, id_: int) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM accounts WHERE package_id = ?", (id_,)).fetchone()[0])
+
+    # -- accounts ---------------------------------------------------------------------------------------
+    _ACCOUNT_SQL = "SELECT a.id, a.user, p.name, a.config FROM accounts a JOIN packages p ON p.id = a.package_id"
+
+    def insert_account(self, user: str, package_id: int, config: dict[str, Any]) -> int:
+        at = clock.iso(clock.now())
+        cur = self.conn.execute(
+            "INSERT INTO accounts (user, package_id, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (user, package_id, json.dumps(config, sort_keys=True), at, at),
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_account(self, id_: int, package_id: int, config: dict[str, Any]) -> None:
+        self.conn.execute(
+            "UPDATE accounts SET package_id = ?, config = ?, updated_at = ? WHERE id = ?",
+            (package_id, json.dumps(config, sort_keys=True), clock.iso(clock.now()), id_),
+        )
+
+    def account(self, user: str) -> AccountRow | None:
+        row = self.conn.execute(self._ACCOUNT_SQL + " WHERE a.user = ?", (user,)).fetchone()
+        return _account(row) if row else None
+
+    def accounts(self, package: str | None = None) -> list[AccountRow]:
+        if package is None:
+            rows = self.conn.execute(self._ACCOUNT_SQL + " ORDER BY a.user")
+        else:
+            rows = self.conn.execute(self._ACCOUNT_SQL + " WHERE p.name = ? ORDER BY a.user", (package,))
+        return [_account(r) for r in rows]
+
+    def delete_account(self, id_: int) -> None:
+        self.conn.execute("DELETE FROM accounts WHERE id = ?", (id_,))
+
+    # -- schedule targets -------------------------------------------------------------------------------
+    def set_schedule_targets(self, schedule_id: int, targets: list[tuple[str, str]]) -> None:
+        with self.tx():  # type: ignore[attr-defined]
+            self.conn.execute("DELETE FROM schedule_targets WHERE schedule_id = ?", (schedule_id,))
+            self.conn.executemany(
+                "INSERT INTO schedule_targets (schedule_id, kind, ref) VALUES (?, ?, ?)",
+                [(schedule_id, kind, ref) for kind, ref in targets],
+            )
+
+    def schedule_targets(self, schedule_id: int) -> list[tuple[str, str]]:
+        rows = self.conn.execute(
+            "SELECT kind, ref FROM schedule_targets WHERE schedule_id = ? ORDER BY kind, ref", (schedule_id,)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    # -- catalog ----------------------------------------------------------------------------------------
+    def start_backup(self, backup_id: str, account: str, kind: str, at: str, schedule: str | None) -> None:
+        self.conn.execute(
+            "INSERT INTO backups (id, account, kind, started_at, status, schedule, pid) VALUES (?, ?, ?, ?, 'running', ?, ?)",
+            (backup_id, account, kind, at, schedule, os.getpid()),
+        )
+
+    def finish_backup(self, backup_id: str, status: str, message: str | None, components: list[str]) -> None:
+        self.conn.execute(
+            "UPDATE backups SET status = ?, message = ?, components = ?, finished_at = ? WHERE id = ?",
+            (status, message, json.dumps(components), clock.iso(clock.now()), backup_id),
+        )
+
+    def upsert_backup(self, backup_id: str, account: str, kind: str, at: str, status: str, components: list[str]) -> None:
+        """Used by `snapshot sync`: record a backup found in a repository (keeps what we already know)."""
+        self.conn.execute(
+            "INSERT INTO backups (id, account, kind, started_at, finished_at, status, components)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (backup_id, account, kind, at, at, status, json.dumps(components)),
+        )
+
+    def running_backups(self) -> list[tuple[str, str, int | None]]:
+        rows = self.conn.execute("SELECT id, account, pid FROM backups WHERE status = 'running'")
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def backup_status(self, backup_id: str) -> str | None:
+        row = self.conn.execute("SELECT status FROM backups WHERE id = ?", (backup_id,)).fetchone()
+        return row[0] if row else None
+
+    def put_copy(self, copy: BackupCopy) -> None:
+        self.conn.execute(
+            "INSERT INTO backup_copies (backup_id, destination_id, account, time, status, message, size, files, components)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (backup_id, destination_id) DO UPDATE SET"
+            " status = excluded.status, message = excluded.message, size = excluded.size, files = excluded.files,"
+            " components = excluded.components",
+            (
+                copy.backup_id, copy.destination_id, copy.account, copy.time, copy.status, copy.message,
+                copy.size, copy.files, json.dumps(copy.components),
+            ),
+        )
+
+    def put_snapshot(self, snap: SnapshotRow) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO snapshots (destination_id, snapshot_id, backup_id, component, time, size, files, paths)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (snap.destination_id, snap.snapshot_id, snap.backup_id, snap.component, snap.time, snap.size,
+             snap.files, json.dumps(snap.paths)),
+        )
+
+    _COPY_SQL = (
+        "SELECT c.backup_id, c.destination_id, d.name, c.account, c.time, c.status, c.message, c.size, c.files,"
+        " c.components FROM backup_copies c JOIN destinations d ON d.id = c.destination_id"
+    )
+
+    def copies(
+        self, account: str | None = None, destination_id: int | None = None, backup_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[BackupCopy]:
+        where, args = [], []
+        for column, value in (("c.account", account), ("c.destination_id", destination_id), ("c.backup_id", backup_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = self._COPY_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.time DESC, c.backup_id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [
+            BackupCopy(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]))
+            for r in self.conn.execute(sql, args)
+        ]
+
+    def snapshots_of(self, backup_id: str, destination_id: int) -> list[SnapshotRow]:
+        rows = self.conn.execute(
+            "SELECT destination_id, snapshot_id, backup_id, component, time, size, files, paths FROM snapshots"
+            " WHERE backup_id = ? AND destination_id = ? ORDER BY component",
+            (backup_id, destination_id),
+        )
+        return [SnapshotRow(*r[:7], json.loads(r[7])) for r in rows]
+
+    def snapshot_ids(self, destination_id: int) -> set[str]:
+        rows = self.conn.execute("SELECT snapshot_id FROM snapshots WHERE destination_id = ?", (destination_id,))
+        return {r[0] for r in rows}
+
+    def drop_copy(self, backup_id: str, destination_id: int) -> None:
+        """Forget one backup on one destination (after restic forget); the backup row goes with its last copy."""
+        with self.tx():  # type: ignore[attr-defined]
+            self.conn.execute(
+                "DELETE FROM snapshots WHERE backup_id = ? AND destination_id = ?", (backup_id, destination_id)
+            )
+            self.conn.execute(
+                "DELETE FROM backup_copies WHERE backup_id = ? AND destination_id = ?", (backup_id, destination_id)
+            )
+            self.conn.execute(
+                "DELETE FROM backups WHERE id = ? AND status != 'running'"
+                " AND NOT EXISTS (SELECT 1 FROM backup_copies WHERE backup_id = ?)",
+                (backup_id, backup_id),
+            )
+
+
+class Store(CatalogMixin):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._depth = 0
@@ -303,6 +544,23 @@ class Store:
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         return [EventRow(*r) for r in self.conn.execute(sql, args)]
+
+
+def _package(row: sqlite3.Row) -> PackageRow:
+    return PackageRow(
+        id=row["id"],
+        name=row["name"],
+        keep_daily=row["keep_daily"],
+        keep_weekly=row["keep_weekly"],
+        keep_monthly=row["keep_monthly"],
+        tenant_visible=bool(row["tenant_visible"]),
+        download=bool(row["download"]),
+        auto_approve_restores=bool(row["auto_approve_restores"]),
+    )
+
+
+def _account(row: sqlite3.Row) -> AccountRow:
+    return AccountRow(id=row[0], user=row[1], package=row[2], config=json.loads(row[3]))
 
 
 def _destination(row: sqlite3.Row) -> DestinationRow:

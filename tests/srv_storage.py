@@ -270,7 +270,12 @@ def _ensure_sftp_user(home: Path) -> pwd.struct_passwd:
         subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", SFTP_USER],
                        check=True, capture_output=True)
     # '*' = no password but not locked: useradd's default '!' is refused by sshd when UsePAM=no.
-    subprocess.run(["usermod", "-p", "*", "-d", str(home), SFTP_USER], check=True, capture_output=True)
+    subprocess.run(["usermod", "-p", "*", SFTP_USER], check=True, capture_output=True)
+    # The passwd home is cosmetic (internal-sftp -d sets the start dir). usermod -d exits 8 while another
+    # session's sshd serves this user (a concurrent pytest run): that is fine, keep the old home then.
+    moved = subprocess.run(["usermod", "-d", str(home), SFTP_USER], capture_output=True)
+    if moved.returncode not in (0, 8):
+        raise subprocess.CalledProcessError(moved.returncode, moved.args, moved.stdout, moved.stderr)
     return pwd.getpwnam(SFTP_USER)
 
 

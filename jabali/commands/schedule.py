@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from .. import schedules
 from ..app import App
 from ..output import json_option, print_json, print_record, print_table
+
+
+def _target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--account", "accounts", multiple=True, help="Back up this account (repeatable).")(fn)
+    fn = click.option("--package", "packages", multiple=True, help="Back up every account of this package (repeatable).")(fn)
+    return click.option("--all-accounts", is_flag=True, help="Back up all accounts (the default).")(fn)
 
 
 @click.group("schedule")
@@ -23,8 +32,8 @@ def list_(app: App, as_json: bool) -> None:
     if as_json:
         print_json(views)
         return
-    rows = [[v["id"], v["name"], v["cron"], v["enabled"], v["destinations"], v["last_run_at"], v["next_run_at"]] for v in views]
-    print_table(rows, ["id", "name", "cron", "enabled", "destinations", "last run", "next run"], "(no schedules)")
+    rows = [[v["id"], v["name"], v["cron"], v["enabled"], v["destinations"], v["targets"], v["last_run_at"], v["next_run_at"]] for v in views]
+    print_table(rows, ["id", "name", "cron", "enabled", "destinations", "targets", "last run", "next run"], "(no schedules)")
 
 
 @command.command("get")
@@ -42,10 +51,13 @@ def get(app: App, ref: str, as_json: bool) -> None:
 @click.option("--destination", "destinations", multiple=True, required=True, help="Destination id or name (repeatable); it must have passed a test.")
 @click.option("--cron", required=True, help="5-field cron expression, e.g. '0 2 * * *' (server local time is not used: UTC).")
 @click.option("--disabled", is_flag=True, help="Create the schedule disabled.")
+@_target_options
 @click.pass_obj
-def create(app: App, name: str, destinations: tuple[str, ...], cron: str, disabled: bool) -> None:
-    """Create a schedule."""
-    sched = schedules.create(app, name, cron, list(destinations), enabled=not disabled)
+def create(app: App, name: str, destinations: tuple[str, ...], cron: str, disabled: bool, all_accounts: bool,
+           packages: tuple[str, ...], accounts: tuple[str, ...]) -> None:
+    """Create a schedule. Without --package or --account it backs up all accounts."""
+    targets = schedules.check_targets(app, all_accounts, list(packages), list(accounts))
+    sched = schedules.create(app, name, cron, list(destinations), enabled=not disabled, targets=targets)
     click.echo(f"created schedule {sched.name} (id {sched.id})")
 
 
@@ -55,10 +67,14 @@ def create(app: App, name: str, destinations: tuple[str, ...], cron: str, disabl
 @click.option("--destination", "destinations", multiple=True, help="Replace the destinations (repeatable).")
 @click.option("--cron", default=None, help="New cron expression.")
 @click.option("--enable/--disable", "enabled", default=None, help="Enable or disable the schedule.")
+@_target_options
 @click.pass_obj
-def update(app: App, ref: str, name: str | None, destinations: tuple[str, ...], cron: str | None, enabled: bool | None) -> None:
-    """Change a schedule."""
-    sched = schedules.update(app, ref, name=name, cron=cron, destinations=list(destinations) or None, enabled=enabled)
+def update(app: App, ref: str, name: str | None, destinations: tuple[str, ...], cron: str | None, enabled: bool | None,
+           all_accounts: bool, packages: tuple[str, ...], accounts: tuple[str, ...]) -> None:
+    """Change a schedule (target options replace the current targets)."""
+    targets = schedules.check_targets(app, all_accounts, list(packages), list(accounts))
+    sched = schedules.update(app, ref, name=name, cron=cron, destinations=list(destinations) or None, enabled=enabled,
+                             targets=targets or None)
     click.echo(f"updated schedule {sched.name}")
 
 
