@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from jabali import restic
 from jabali.cli import cli
 
-pytest_plugins = [name for name in ("srv_storage", "srv_gcs", "srv_db") if (Path(__file__).parent / f"{name}.py").exists()]
+pytest_plugins = ["srv_storage", "srv_gcs", "srv_db", "account_data"]
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +25,11 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     state = tmp_path / "state"
     monkeypatch.setenv("JABALI_STATE_DIR", str(state))
     monkeypatch.setenv("JABALI_KEY_FILE", str(tmp_path / "keys" / "master.key"))
+    # No operator config file leaks in; tests that need settings write their own JABALI_CONFIG.
+    monkeypatch.setenv("JABALI_CONFIG", str(tmp_path / "jabali.conf"))
+    from jabali import settings
+
+    settings._load.cache_clear()
     for var in ("JABALI_RESTIC_INSECURE_TLS", "JABALI_NOW", "JABALI_RESTIC"):
         monkeypatch.delenv(var, raising=False)
     yield state

@@ -27,7 +27,7 @@ def db_dump(state: Path) -> tuple[bytes, list[str]]:
 
 def out_json(result: Result):
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 class ProcWatcher:
