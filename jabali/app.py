@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from typing import TYPE_CHECKING
+
 from . import paths
 from .store import Store
-from .vault import Vault
+
+if TYPE_CHECKING:
+    from .vault import Vault
 
 
 class App:
@@ -15,7 +19,9 @@ class App:
         return Store.open(paths.db_path())
 
     @cached_property
-    def vault(self) -> Vault:
+    def vault(self) -> "Vault":
+        from .vault import Vault  # cryptography is slow to import; only commands that need secrets pay
+
         return Vault(self.store, paths.key_file())
 
     def close(self) -> None:

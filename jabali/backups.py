@@ -12,11 +12,11 @@ from filelock import FileLock, Timeout
 from . import accounts, defaults, destination_ops, paths, restic
 from .app import App
 from .engine import BackupOutcome, Target, backup_account
-from .errors import Busy, InvalidInput
+from .errors import Busy, InvalidInput, OperationFailed
 from .progress import Progress
 from .restic import ResticError
 from .retention import Policy, to_forget
-from .store import AccountRow
+from .store import AccountRow, DestinationRow
 
 INTERRUPTED = "interrupted: jabali stopped before this backup finished"
 
@@ -115,7 +115,8 @@ def apply_retention(app: App, dest_id: int, users: Iterable[str]) -> RetentionRe
         pkg = app.store.package(account.package) if account else None
         if pkg is None:
             continue
-        copies = app.store.copies(account=user, destination_id=dest_id)
+        # Pre-restore (undo) backups are not part of the package's retention.
+        copies = [c for c in app.store.copies(account=user, destination_id=dest_id) if c.kind == "account_full"]
         policy = Policy(pkg.keep_daily, pkg.keep_weekly, pkg.keep_monthly)
         for backup_id in to_forget([(c.backup_id, c.time, c.status) for c in copies], policy):
             ids = [s.snapshot_id for s in app.store.snapshots_of(backup_id, dest_id)]
@@ -134,3 +135,14 @@ def apply_retention(app: App, dest_id: int, users: Iterable[str]) -> RetentionRe
         app.store.add_event("backup_failed", f"retention on {dest.name} failed: {exc}", destination=dest.name)
         return RetentionResult(dest.name, len(forget), False, str(exc))
     return RetentionResult(dest.name, len(forget), True)
+
+
+def pre_restore_backup(app: App, account: AccountRow, dest: DestinationRow, components: set[str]) -> str:
+    """Back up what an in-place restore is about to overwrite, so `restore undo` can put it back."""
+    target = Target(dest, destination_ops.repository_for(app, dest))
+    outcome = backup_account(app, account, [target], kind="pre_restore", only=components)
+    if outcome.status not in ("ok", "warning"):
+        raise OperationFailed(
+            f"the pre-restore backup (needed for undo) failed, so nothing was restored: {outcome.copies[0].message}"
+        )
+    return outcome.backup_id

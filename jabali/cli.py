@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import signal
 from typing import Any
 
 import click
@@ -11,8 +13,35 @@ from .app import App
 from .errors import JabaliError
 
 
+# Command name -> module in jabali.commands, imported only when that command runs (fast start-up matters:
+# the panel calls `snapshot list --json` often, and cron starts run-due every few minutes).
+COMMANDS = {
+    "destination": "destination",
+    "schedule": "schedule",
+    "package": "package",
+    "account": "account",
+    "backup": "backup",
+    "snapshot": "snapshot",
+    "restore": "restore",
+    "tenant": "tenant",
+    "download": "download",
+    "secrets": "secrets",
+    "events": "events",
+    "run-due": "run_due",
+}
+
+
 class JabaliGroup(click.Group):
-    """Maps every JabaliError to `Error: <one line>` and its exit code, in one place."""
+    """Loads commands lazily and maps every JabaliError to `Error: <one line>` and its exit code, in one place."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        return importlib.import_module(f"jabali.commands.{module}").command  # type: ignore[no-any-return]
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -37,15 +66,12 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(app.close)
 
 
-def _register() -> None:
-    from .commands import account, backup, destination, events, package, run_due, schedule, secrets, snapshot
-
-    for module in (destination, schedule, package, account, backup, snapshot, secrets, events, run_due):
-        cli.add_command(module.command)
-
-
-_register()
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM (systemd stop, kill) unwinds like Ctrl-C: running backups and restores are marked
+    # interrupted and restic children are stopped, so nothing is left "running".
+    raise KeyboardInterrupt
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="jabali")

@@ -17,6 +17,7 @@ import secrets as pysecrets
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -374,8 +375,10 @@ def repository(type_: str, config: Mapping[str, Any], secrets: Mapping[str, str]
     bearer = None
     if config.get("cacert"):
         args += ["--cacert", config["cacert"]]
+    ssh_log = None
     if type_ == "sftp":
         args += ["-o", "sftp.command=" + sftp_command(config)]
+        ssh_log = str(ssh_log_path(config))
     elif type_ == "s3":
         env["AWS_ACCESS_KEY_ID"] = secrets["access_key"]
         env["AWS_SECRET_ACCESS_KEY"] = secrets["secret_key"]
@@ -400,17 +403,25 @@ def repository(type_: str, config: Mapping[str, Any], secrets: Mapping[str, str]
     hidden = tuple(v for k, v in secrets.items() if k != REPO_PASSWORD)
     if secrets.get(REST_PASSWORD):
         hidden += (quote(secrets[REST_PASSWORD], safe=""),)  # as it appears inside RESTIC_REPOSITORY
-    return restic.Repository(loc, password, env=env, args=tuple(args), bearer=bearer, secrets=hidden)
+    return restic.Repository(loc, password, env=env, args=tuple(args), bearer=bearer, secrets=hidden, ssh_log=ssh_log)
+
+
+def ssh_log_path(config: Mapping[str, Any]) -> Path:
+    """Where ssh writes its own errors for this destination (`ssh -E`): restic 0.14 relays ssh's stderr from
+    a goroutine that races its own exit, so "Permission denied" or "Host key verification failed" sometimes
+    never reaches restic's stderr. restic.run reads this file when restic fails."""
+    return paths.sub_dir("ssh") / f"errors-{lock_name('sftp', config)}.log"
 
 
 def sftp_command(config: Mapping[str, Any]) -> str:
     """The ssh command restic runs for SFTP: batch mode, the destination's key, jabali's own known_hosts
-    (trust on first use, then strict)."""
+    (trust on first use, then strict), errors to a log file jabali reads (see ssh_log_path)."""
     known_hosts = paths.sub_dir("ssh") / "known_hosts"
     validate.safe_path("state directory", str(known_hosts))
     return " ".join(
         [
             "ssh",
+            "-E", str(ssh_log_path(config)),
             "-i", config["key"],
             "-p", str(config["port"]),
             "-o", "BatchMode=yes",

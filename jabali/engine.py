@@ -84,18 +84,18 @@ def new_backup_id() -> str:
     return clock.now().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def tag_args(account: str, backup_id: str, component: str, expect: Sequence[str]) -> list[str]:
-    tags = ["jabali", f"account={account}", f"backup={backup_id}", f"component={component}", f"kind={KIND}",
+def tag_args(account: str, backup_id: str, component: str, expect: Sequence[str], kind: str = KIND) -> list[str]:
+    tags = ["jabali", f"account={account}", f"backup={backup_id}", f"component={component}", f"kind={kind}",
             "expect=" + "+".join(expect)]
     return [arg for tag in tags for arg in ("--tag", tag)]
 
 
-def write_manifest(account: AccountRow, backup_id: str, fs: FileSet, engines: dict[str, list[str]]) -> None:
+def write_manifest(account: AccountRow, backup_id: str, fs: FileSet, engines: dict[str, list[str]], kind: str) -> None:
     manifest = manifest_path(account.user)
     data = {
         "jabali_version": __version__,
         "restic_version": str(restic.version()),
-        "kind": KIND,
+        "kind": kind,
         "account": account.user,
         "package": account.package,
         "backup_id": backup_id,
@@ -122,14 +122,18 @@ def backup_account(
     *,
     schedule: str | None = None,
     progress: Progress | None = None,
+    kind: str = KIND,
+    only: set[str] | None = None,
 ) -> BackupOutcome:
+    """Back `account` up to every target. `only` limits it to some logical components (the pre-restore
+    snapshot that makes an in-place restore undoable), recorded as `kind`."""
     progress = progress or Progress(False)
     backup_id = new_backup_id()
     started = clock.iso(clock.now())
-    app.store.start_backup(backup_id, account.user, KIND, started, schedule)
+    app.store.start_backup(backup_id, account.user, kind, started, schedule)
     outcome = BackupOutcome(backup_id, account.user, [CopyOutcome(t.dest.name, t.dest.id) for t in targets])
     try:
-        _run(app, account, targets, outcome, started, progress)
+        _run(app, account, targets, outcome, started, progress, kind, only)
     except BaseException:
         app.store.finish_backup(backup_id, "failed", "interrupted", [])
         raise
@@ -140,25 +144,29 @@ def backup_account(
 
 
 def _run(app: App, account: AccountRow, targets: list[Target], outcome: BackupOutcome, started: str,
-         progress: Progress) -> None:
+         progress: Progress, kind: str, only: set[str] | None) -> None:
     conf = settings.load()
     manifest_path(account.user).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fs = file_set(account, manifest_path(account.user))
+    fs = file_set(account, manifest_path(account.user), only)
     engines = {
         "mysql": dumps.mysql_sections(account.config.get("databases", []), conf),
         "postgres": dumps.postgres_sections(account.config.get("pg_databases", []), conf),
     }
+    if only is not None and "databases" not in only:
+        engines = {}
     engines = {name: sections for name, sections in engines.items() if sections}
     expect = ["files", *engines]
-    write_manifest(account, outcome.backup_id, fs, {e: [s.database for s in ss] for e, ss in engines.items()})
+    databases = {e: [s.database for s in ss] for e, ss in engines.items()}
+    write_manifest(account, outcome.backup_id, fs, databases, kind)
+    app.store.set_backup_detail(outcome.backup_id, {"components": fs.components, "databases": databases})
     when = restic.snapshot_time(started)
     for target, copy in zip(targets, outcome.copies):
         progress.step(f"{account.user}: files -> {target.dest.name}")
-        _files(target, copy, fs, tag_args(account.user, outcome.backup_id, "files", expect), when, conf.hostname,
-               progress)
+        _files(target, copy, fs, tag_args(account.user, outcome.backup_id, "files", expect, kind), when,
+               conf.hostname, progress)
     for engine, sections in engines.items():
         progress.step(f"{account.user}: {engine} dumps -> {', '.join(t.dest.name for t in targets)}")
-        _stream(engine, sections, targets, outcome, tag_args(account.user, outcome.backup_id, engine, expect),
+        _stream(engine, sections, targets, outcome, tag_args(account.user, outcome.backup_id, engine, expect, kind),
                 when, conf.hostname)
     for copy in outcome.copies:
         if engines and {s.component for s in copy.snapshots} >= set(engines):

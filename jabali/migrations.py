@@ -138,3 +138,50 @@ MIGRATIONS.append(
         """,
     )
 )
+
+MIGRATIONS.append(
+    (
+        3,
+        "restore requests, downloads, backup detail",
+        """
+        ALTER TABLE backups ADD COLUMN detail TEXT;   -- JSON: logical component -> source paths, databases
+        CREATE TABLE restore_requests (
+            id INTEGER PRIMARY KEY,
+            account TEXT NOT NULL,
+            backup_id TEXT NOT NULL,
+            destination_id INTEGER REFERENCES destinations(id) ON DELETE SET NULL,
+            components TEXT NOT NULL,          -- JSON list
+            target TEXT NOT NULL CHECK (target IN ('in-place', 'staging')),
+            paths TEXT NOT NULL DEFAULT '[]',  -- JSON list; empty = everything of the components
+            status TEXT NOT NULL,              -- pending approved rejected cancelled running done failed
+            requested_by TEXT NOT NULL,
+            requested_at TEXT NOT NULL,
+            message TEXT,
+            staging_dir TEXT,
+            undo_backup_id TEXT,
+            undo_of INTEGER REFERENCES restore_requests(id)
+        );
+        CREATE INDEX restore_requests_status ON restore_requests(status);
+        CREATE INDEX restore_requests_account ON restore_requests(account);
+        CREATE TABLE restore_history (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL REFERENCES restore_requests(id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            status TEXT NOT NULL,
+            note TEXT
+        );
+        CREATE TABLE downloads (
+            id INTEGER PRIMARY KEY,
+            account TEXT NOT NULL,
+            backup_id TEXT,
+            path TEXT NOT NULL,
+            size INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            deleted_at TEXT
+        );
+        CREATE INDEX downloads_expires ON downloads(expires_at);
+        """,
+    )
+)

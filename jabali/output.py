@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from tabulate import tabulate
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
@@ -20,6 +19,8 @@ def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], empty: st
     if not rows:
         click.echo(empty)
         return
+    from tabulate import tabulate
+
     click.echo(tabulate([[_cell(v) for v in row] for row in rows], headers=list(headers), tablefmt="simple"))
 
 
@@ -31,6 +32,8 @@ def print_record(record: dict[str, Any]) -> None:
                 rows.append([f"{key}.{sub}", _cell(subvalue)])
         else:
             rows.append([key, _cell(value)])
+    from tabulate import tabulate
+
     click.echo(tabulate(rows, tablefmt="plain"))
 
 

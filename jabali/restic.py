@@ -46,6 +46,8 @@ class Repository:
     bearer: Bearer | None = None
     # Extra strings to scrub from anything we print (backend keys, tokens, URL passwords).
     secrets: tuple[str, ...] = ()
+    # SFTP: the file ssh writes its errors to (`ssh -E`); read when restic fails, see `_ssh_errors`.
+    ssh_log: str | None = None
 
     def redact(self, text: str) -> str:
         tokens = (self.bearer.token,) if self.bearer else ()
@@ -326,6 +328,7 @@ def run(
     `extra_fds` maps a placeholder in args (e.g. "{newpass}") to bytes handed over on a pipe, for
     options that take a file of secret content (`key add --new-password-file`).
     """
+    _reset_ssh_log(repo)
     with _prepared(repo) as (env, pw_fd, proxy):
         fds = [pw_fd]
         argv = global_args(repo, pw_fd) + list(args)
@@ -362,10 +365,33 @@ def run(
         if proxy is not None and proxy.last_error:
             # restic only saw a 502 from the proxy; the proxy knows why (TLS, unreachable).
             stderr += f"\nbearer proxy: {proxy.last_error}"
+    if proc.returncode != 0:
+        stderr = _ssh_errors(repo) + stderr
     result = Result(proc.returncode, out, repo.redact(stderr))
     if check and result.returncode != 0:
         raise error_for(repo, result)
     return result
+
+
+def _reset_ssh_log(repo: Repository) -> None:
+    if repo.ssh_log:
+        try:
+            with open(repo.ssh_log, "w"):
+                pass
+        except OSError:
+            pass
+
+
+def _ssh_errors(repo: Repository) -> str:
+    """ssh's own error lines for this run, as restic would print them ("subprocess ssh: ..."), or ""."""
+    if not repo.ssh_log:
+        return ""
+    try:
+        with open(repo.ssh_log, errors="replace") as f:
+            text = f.read(16384)
+    except OSError:
+        return ""
+    return "".join(f"subprocess ssh: {line.strip()}\n" for line in text.splitlines() if line.strip())
 
 
 def error_for(repo: Repository, result: Result) -> ResticError:

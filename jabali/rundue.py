@@ -10,7 +10,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from . import backups, clock, defaults, destination_ops, paths, schedules
+from . import backups, clock, defaults, destination_ops, downloads, paths, restores, schedules
 from .app import App
 from .errors import Busy
 from .progress import Progress
@@ -68,6 +68,8 @@ def _run(app: App, dry_run: bool) -> Report:
     if not dry_run:
         for backup_id in backups.recover_interrupted(app):
             report.add("recover", backup_id, False, backups.INTERRUPTED)
+        for rid in restores.recover_interrupted(app):
+            report.add("recover", f"restore {rid}", False, "interrupted restore marked failed")
         if app.store.accounts():
             defaults.ensure(app)
     touched: dict[int, set[str]] = {}
@@ -85,6 +87,15 @@ def _run(app: App, dry_run: bool) -> Report:
         if result.forgotten or result.error:
             report.add("retention", result.destination, result.error is None,
                        result.error or f"forgot {result.forgotten} backup(s), pruned once")
+    for req in app.store.restores(status="approved"):
+        if dry_run:
+            report.add("restore", f"{req.id} ({req.account})", True, "would run (dry run)")
+            continue
+        done = restores.execute(app, req.id, "run-due")
+        report.add("restore", f"{done.id} ({done.account})", done.status == "done", done.message or done.status)
+    if not dry_run:
+        for row in downloads.expire(app):
+            report.add("download", row.path, True, "expired archive deleted")
     if dry_run:
         for dest in app.store.destinations():
             if not dest.last_test_at or now - clock.parse(dest.last_test_at) >= destination_ops.RETEST_AFTER:

@@ -12,6 +12,12 @@ Read from an INI file: `$JABALI_CONFIG`, else `/etc/jabali/jabali.conf` (absent 
     crontab_dir = /var/spool/cron/crontabs   ; where USER's crontab lives
     default_repository = /var/lib/jabali/repos/local
     hostname = panel1                         ; the restic --host for snapshots (default: this host's name)
+    [restore]
+    staging_parent = /home                    ; staging restores go to <staging_parent>/<user>-restore-<time>/
+    dns_reload = rndc reload                  ; run (no shell) after zone files are restored in place
+    [download]
+    dir = /var/lib/jabali-downloads           ; archives for tenants: <dir>/<user>/ (owned by the user)
+    expire_hours = 24
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ class Settings:
     crontab_dir: Path
     default_repository: Path
     hostname: str
+    staging_parent: Path
+    dns_reload: str | None
+    download_dir: Path
+    download_expire_hours: float
 
     def pg_tool(self, name: str) -> str:
         if self.pg_bindir:
@@ -83,6 +93,10 @@ def _load(path: str, state: str) -> Settings:
         crontab_dir=Path(get("paths", "crontab_dir") or "/var/spool/cron/crontabs"),
         default_repository=Path(get("paths", "default_repository") or Path(state) / "repos" / "local"),
         hostname=get("paths", "hostname") or socket.gethostname(),
+        staging_parent=Path(get("restore", "staging_parent") or "/home"),
+        dns_reload=get("restore", "dns_reload"),
+        download_dir=Path(get("download", "dir") or "/var/lib/jabali-downloads"),
+        download_expire_hours=float(get("download", "expire_hours") or 24),
     )
 
 

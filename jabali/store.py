@@ -87,6 +87,7 @@ class BackupCopy:
     size: int
     files: int
     components: list[str]
+    kind: str = "account_full"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,36 @@ class SnapshotRow:
     size: int
     files: int
     paths: list[str]
+
+
+@dataclass(frozen=True)
+class RestoreRow:
+    id: int
+    account: str
+    backup_id: str
+    destination_id: int | None
+    components: list[str]
+    target: str
+    paths: list[str]
+    status: str
+    requested_by: str
+    requested_at: str
+    message: str | None
+    staging_dir: str | None
+    undo_backup_id: str | None
+    undo_of: int | None
+
+
+@dataclass(frozen=True)
+class DownloadRow:
+    id: int
+    account: str
+    backup_id: str | None
+    path: str
+    size: int
+    created_at: str
+    expires_at: str
+    deleted_at: str | None
 
 
 @dataclass(frozen=True)
@@ -257,7 +288,8 @@ class CatalogMixin:
 
     _COPY_SQL = (
         "SELECT c.backup_id, c.destination_id, d.name, c.account, c.time, c.status, c.message, c.size, c.files,"
-        " c.components FROM backup_copies c JOIN destinations d ON d.id = c.destination_id"
+        " c.components, COALESCE(b.kind, 'account_full') FROM backup_copies c"
+        " JOIN destinations d ON d.id = c.destination_id LEFT JOIN backups b ON b.id = c.backup_id"
     )
 
     def copies(
@@ -273,7 +305,7 @@ class CatalogMixin:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [
-            BackupCopy(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]))
+            BackupCopy(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), r[10])
             for r in self.conn.execute(sql, args)
         ]
 
@@ -305,7 +337,106 @@ class CatalogMixin:
             )
 
 
-class Store(CatalogMixin):
+class RestoreMixin:
+    conn: sqlite3.Connection
+
+    def set_backup_detail(self, backup_id: str, detail: dict[str, Any]) -> None:
+        self.conn.execute("UPDATE backups SET detail = ? WHERE id = ?", (json.dumps(detail), backup_id))
+
+    def backup_detail(self, backup_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT detail FROM backups WHERE id = ?", (backup_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def backup_kind(self, backup_id: str) -> str | None:
+        row = self.conn.execute("SELECT kind FROM backups WHERE id = ?", (backup_id,)).fetchone()
+        return row[0] if row else None
+
+    # -- restore requests -------------------------------------------------------------------------------
+    def insert_restore(self, account: str, backup_id: str, destination_id: int, components: list[str], target: str,
+                       paths: list[str], status: str, actor: str, undo_of: int | None = None) -> int:
+        at = clock.iso(clock.now())
+        with self.tx():  # type: ignore[attr-defined]
+            cur = self.conn.execute(
+                "INSERT INTO restore_requests (account, backup_id, destination_id, components, target, paths, status,"
+                " requested_by, requested_at, undo_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (account, backup_id, destination_id, json.dumps(components), target, json.dumps(paths), status, actor,
+                 at, undo_of),
+            )
+            rid = int(cur.lastrowid or 0)
+            self.conn.execute(
+                "INSERT INTO restore_history (request_id, at, actor, status, note) VALUES (?, ?, ?, ?, ?)",
+                (rid, at, actor, "requested", None),
+            )
+            if status != "pending":
+                self.conn.execute(
+                    "INSERT INTO restore_history (request_id, at, actor, status, note) VALUES (?, ?, ?, ?, ?)",
+                    (rid, at, actor, status, "auto-approved by the package"),
+                )
+        return rid
+
+    def transition_restore(self, rid: int, from_states: tuple[str, ...], to: str, actor: str, note: str | None = None,
+                           **fields: Any) -> bool:
+        """Move a request to `to` only if it is in one of `from_states` (atomic: a request runs once)."""
+        at = clock.iso(clock.now())
+        sets = ", ".join(["status = ?"] + [f"{k} = ?" for k in fields])
+        marks = ", ".join("?" for _ in from_states)
+        with self.tx():  # type: ignore[attr-defined]
+            cur = self.conn.execute(
+                f"UPDATE restore_requests SET {sets} WHERE id = ? AND status IN ({marks})",
+                [to, *fields.values(), rid, *from_states],
+            )
+            if cur.rowcount != 1:
+                return False
+            self.conn.execute(
+                "INSERT INTO restore_history (request_id, at, actor, status, note) VALUES (?, ?, ?, ?, ?)",
+                (rid, at, actor, to, note),
+            )
+        return True
+
+    def restore(self, rid: int) -> RestoreRow | None:
+        row = self.conn.execute("SELECT * FROM restore_requests WHERE id = ?", (rid,)).fetchone()
+        return _restore(row) if row else None
+
+    def restores(self, status: str | None = None, account: str | None = None) -> list[RestoreRow]:
+        where, args = [], []
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if account:
+            where.append("account = ?")
+            args.append(account)
+        sql = "SELECT * FROM restore_requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [_restore(r) for r in self.conn.execute(sql, args)]
+
+    def restore_history(self, rid: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT at, actor, status, note FROM restore_history WHERE request_id = ? ORDER BY id", (rid,)
+        )
+        return [dict(zip(("at", "actor", "status", "note"), r)) for r in rows]
+
+    # -- downloads --------------------------------------------------------------------------------------
+    def insert_download(self, account: str, backup_id: str | None, path: str, size: int, expires_at: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO downloads (account, backup_id, path, size, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (account, backup_id, path, size, clock.iso(clock.now()), expires_at),
+        )
+        return int(cur.lastrowid or 0)
+
+    def downloads(self, account: str | None = None, live_only: bool = True) -> list[DownloadRow]:
+        sql = "SELECT * FROM downloads WHERE 1 = 1"
+        args: list[Any] = []
+        if account:
+            sql += " AND account = ?"
+            args.append(account)
+        if live_only:
+            sql += " AND deleted_at IS NULL"
+        return [DownloadRow(*r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def mark_download_deleted(self, did: int) -> None:
+        self.conn.execute("UPDATE downloads SET deleted_at = ? WHERE id = ?", (clock.iso(clock.now()), did))
+
+
+class Store(CatalogMixin, RestoreMixin):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._depth = 0
@@ -544,6 +675,16 @@ class Store(CatalogMixin):
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         return [EventRow(*r) for r in self.conn.execute(sql, args)]
+
+
+def _restore(row: sqlite3.Row) -> RestoreRow:
+    return RestoreRow(
+        id=row["id"], account=row["account"], backup_id=row["backup_id"], destination_id=row["destination_id"],
+        components=json.loads(row["components"]), target=row["target"], paths=json.loads(row["paths"]),
+        status=row["status"], requested_by=row["requested_by"], requested_at=row["requested_at"],
+        message=row["message"], staging_dir=row["staging_dir"], undo_backup_id=row["undo_backup_id"],
+        undo_of=row["undo_of"],
+    )
 
 
 def _package(row: sqlite3.Row) -> PackageRow:

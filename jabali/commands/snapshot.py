@@ -52,3 +52,39 @@ def sync(app: App, destinations: tuple[str, ...]) -> None:
     for dest in dests:
         count = sync_mod.sync_destination(app, dest)
         click.echo(f"{dest.name}: {count} backup(s) in the repository")
+
+
+@command.command("ls")
+@click.argument("backup_id")
+@click.argument("path", required=False)
+@click.option("--destination", default=None, help="Browse this destination's copy (default: the first complete one).")
+@json_option
+@click.pass_obj
+def ls(app: App, backup_id: str, path: str | None, destination: str | None, as_json: bool) -> None:
+    """Browse the files of a backup: everything, or below PATH (absolute, or relative to the home)."""
+    from .. import restic
+    from ..restore_run import check_paths, source_for
+
+    copies = app.store.copies(backup_id=backup_id)
+    if not copies:
+        raise InvalidInput("BACKUP_ID", f"no backup {backup_id!r} in the catalog")
+    account = app.store.account(copies[0].account)
+    if account is None:
+        raise InvalidInput("BACKUP_ID", f"the account of backup {backup_id} is no longer configured")
+    dest_id = None
+    if destination is not None:
+        dest = app.store.destination(destination)
+        if dest is None:
+            raise InvalidInput("--destination", f"destination {destination!r} not found")
+        dest_id = dest.id
+    src = source_for(app, account, backup_id, dest_id)
+    home = (src.components.get("files") or [account.config["home"]])[0]
+    args = ["ls", "--json", src.snapshots["files"].snapshot_id]
+    if path:
+        args.append(path if path.startswith("/") else f"{home}/{check_paths([path])[0]}")
+    nodes = [n for n in restic.run(src.repo, args).json_lines() if n.get("struct_type") == "node"]
+    if as_json:
+        print_json([{k: n.get(k) for k in ("path", "type", "size", "permissions", "mtime", "uid", "gid")} for n in nodes])
+        return
+    rows = [[n.get("permissions"), n.get("size", ""), (n.get("mtime") or "")[:19], n.get("path")] for n in nodes]
+    print_table(rows, ["mode", "size", "mtime", "path"], "(empty)")
