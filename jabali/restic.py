@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -220,8 +221,10 @@ def classify(returncode: int, stderr: str) -> Failure:
                 "server misbehaving",
             ),
         ),
-        (Failure.LOCKED, ("repository is already locked", "unable to create lock", "failed to lock")),
-        (Failure.PERMISSION, ("permission denied", "read-only file system", "operation not permitted")),
+        (Failure.LOCKED, ("repository is already locked", "failed to lock")),
+        # restic 0.14 on a repository it cannot write: retries the lock for ~44 s, then this.
+        (Failure.PERMISSION, ("permission denied", "read-only file system", "operation not permitted",
+                              "unable to create lock")),
         (
             # "unable to open config file" also precedes auth, TLS and network errors: those matched above.
             Failure.NO_REPO,
@@ -508,8 +511,13 @@ class Running:
 
     def wait(self, timeout: float | None = DEFAULT_TIMEOUT) -> Result:
         self.close_stdin()
+        # Join the output readers first (they end at restic's exit): Popen.wait(timeout) polls with sleeps
+        # of up to 50 ms, a delay every short restic call would pay.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         try:
-            self.proc.wait(timeout=timeout)
+            self.proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             _stop(self.proc)
         for thread in self._threads:

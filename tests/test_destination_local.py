@@ -78,7 +78,7 @@ def test_no_password_in_restic_argv_or_env(run_cli, tmp_path: Path, restic_versi
     password = out_json(run_cli("destination", "get", "watched", "--show-password", "--json"))["password"]
     with ProcWatcher() as watcher:
         assert run_cli("destination", "test", "watched").exit_code == 0
-    assert len(watcher.seen) >= 3, "expected to observe the restic children"
+    assert len(watcher.seen) >= 2, "expected to observe the restic children"
     for argv, env in watcher.seen.values():
         assert not any(password in a for a in argv)
         assert password not in "".join(env.values())
