@@ -128,8 +128,9 @@ def apply_retention(app: App, dest_id: int, users: Iterable[str]) -> RetentionRe
     try:
         if snapshot_ids:
             restic.run_unlocking(repo, ["forget", *snapshot_ids])
-        for backup_id, _ in forget:
-            app.store.drop_copy(backup_id, dest_id)
+        with app.store.tx():  # one commit for the whole batch, not one per backup
+            for backup_id, _ in forget:
+                app.store.drop_copy(backup_id, dest_id)
         restic.run_unlocking(repo, ["prune"])
     except ResticError as exc:
         app.store.add_event("backup_failed", f"retention on {dest.name} failed: {exc}", destination=dest.name)

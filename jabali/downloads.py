@@ -15,7 +15,7 @@ from pathlib import Path
 from . import accounts, backups, clock, restic, restore_run, sandbox, settings
 from .app import App
 from .components import dumps
-from .errors import OperationFailed
+from .errors import Conflict, OperationFailed
 from .progress import Progress
 from .store import DownloadRow
 
@@ -50,19 +50,48 @@ def create(app: App, user: str, progress: Progress | None = None) -> DownloadRow
     path = _user_dir(user) / f"{user}-backup-{outcome.backup_id}.tar.gz"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w|gz") as out:
-            _add_files(src, out)
-            for engine in ("mysql", "postgres"):
-                if engine in src.snapshots:
-                    _add_stream(src, engine, out)
-        os.chown(path, uid, gid)
+        with os.fdopen(fd, "wb") as raw:
+            # Through the open file, never by name: the directory is the tenant's, who may swap the name for
+            # a symlink while the archive is written (chown/stat by path would follow it).
+            os.fchown(raw.fileno(), uid, gid)
+            with tarfile.open(fileobj=raw, mode="w|gz") as out:
+                _add_files(src, out)
+                for engine in ("mysql", "postgres"):
+                    if engine in src.snapshots:
+                        _add_stream(src, engine, out)
+            raw.flush()
+            size = os.fstat(raw.fileno()).st_size
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     hours = settings.load().download_expire_hours
     expires = clock.iso(clock.now() + timedelta(hours=hours))
-    did = app.store.insert_download(user, outcome.backup_id, str(path), path.stat().st_size, expires)
+    older = app.store.downloads(user)
+    did = app.store.insert_download(user, outcome.backup_id, str(path), size, expires)
+    # One live archive per account: a new one supersedes the old (bounds the disk a tenant can fill).
+    for row in older:
+        _delete(app, row)
     return next(d for d in app.store.downloads(user) if d.id == did)
+
+
+def check_tenant_rate(app: App, user: str) -> None:
+    """Tenants may start a download (a full backup plus an archive) at most once per interval."""
+    minutes = settings.load().download_min_interval_minutes
+    recent = [d for d in app.store.downloads(user)
+              if clock.parse(d.created_at) > clock.now() - timedelta(minutes=minutes)]
+    if recent:
+        raise Conflict(
+            f"a download was made at {recent[-1].created_at} ({recent[-1].path}); a new one is possible"
+            f" {minutes:g} minutes after it"
+        )
+
+
+def _delete(app: App, row: DownloadRow) -> None:
+    try:
+        os.unlink(row.path)  # unlink never follows a symlink
+    except FileNotFoundError:
+        pass
+    app.store.mark_download_deleted(row.id)
 
 
 def _add_files(src: restore_run.Source, out: tarfile.TarFile) -> None:
@@ -102,10 +131,6 @@ def expire(app: App) -> list[DownloadRow]:
     gone = []
     for row in app.store.downloads():
         if row.expires_at <= now:
-            try:
-                os.unlink(row.path)
-            except FileNotFoundError:
-                pass
-            app.store.mark_download_deleted(row.id)
+            _delete(app, row)
             gone.append(row)
     return gone

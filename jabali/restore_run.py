@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -119,11 +120,12 @@ def _extract(src: Source, snapshot: SnapshotRow, src_dir: str, dest_dir: Path, m
     if dump.returncode != 0:
         raise OperationFailed(src.repo.redact(dump_err.decode(errors="replace").strip().splitlines()[-1][:300]))
     if tar.returncode != 0:
-        raise OperationFailed("tar: " + "; ".join(tar_err.strip().splitlines()[-3:])[:500])
+        raise OperationFailed("; ".join(tar_err.strip().splitlines()[-3:])[:500] or f"tar exited {tar.returncode}")
 
 
 def _listing(src: Source, snapshot: SnapshotRow, src_dir: str) -> list[dict[str, Any]]:
-    res = restic.run(src.repo, ["ls", "--json", snapshot.snapshot_id, src_dir])
+    # --recursive: with a directory argument, restic ls lists only that directory's direct children.
+    res = restic.run(src.repo, ["ls", "--json", "--recursive", snapshot.snapshot_id, src_dir])
     return [n for n in res.json_lines() if n.get("struct_type") == "node" and _inside(n["path"], src_dir)]
 
 
@@ -148,10 +150,11 @@ def restore_tree(src: Source, component: str, dest_dir: Path, paths: list[str], 
     if component == "mailboxes" and in_place:
         messages = [r for r in _relative(nodes, src_dir) if PurePosixPath(r).parent.name in ("cur", "new")]
         sandbox.run_script_as(src.account.user, "maildir-dedupe", dest_dir, {"messages": messages})
-    _extract(src, snapshot, src_dir, dest_dir, members, excludes)
     if mirror:
+        # Prune first: removing entries after tar would leave their directories with new mtimes.
         skip = [os.path.relpath(mail, src_dir)] if component == "files" and mail and _inside(mail, src_dir) else []
         sandbox.run_script_as(src.account.user, "prune", dest_dir, {"keep": _relative(nodes, src_dir), "skip": skip})
+    _extract(src, snapshot, src_dir, dest_dir, members, excludes)
 
 
 def _dump_file(src: Source, path: str) -> bytes:
@@ -278,6 +281,10 @@ def _replay(engine: str, database: str, lines: Any, conf: settings.Settings) -> 
 
 def staging_dir(user: str) -> Path:
     parent = settings.load().staging_parent
+    st = os.lstat(parent)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        # A tenant who can write the parent could race root's writes into the new staging directory.
+        raise OperationFailed(f"staging parent {parent} must be a root-owned directory not writable by others")
     stamp = clock.now().strftime("%Y%m%d-%H%M%S")
     path = parent / f"{user}-restore-{stamp}"
     n = 1

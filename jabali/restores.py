@@ -67,6 +67,7 @@ def request(
     copies = [c for c in app.store.copies(backup_id=backup_id) if c.account == user and c.kind == "account_full"]
     if not copies:
         raise InvalidInput("--snapshot", f"no backup {backup_id!r} of account {user!r}")
+    copies.sort(key=lambda c: c.status not in ("ok", "warning"))  # by default, the first complete copy
     if components == list(LOGICAL):
         # "all" means everything this backup holds (an account without mail has no mailboxes to restore).
         held = set(copies[0].components)

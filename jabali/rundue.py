@@ -12,7 +12,7 @@ from filelock import FileLock, Timeout
 
 from . import backups, clock, defaults, destination_ops, downloads, paths, restores, schedules
 from .app import App
-from .errors import Busy
+from .errors import Busy, Conflict
 from .progress import Progress
 
 
@@ -75,8 +75,8 @@ def _run(app: App, dry_run: bool) -> Report:
     touched: dict[int, set[str]] = {}
     for sched in due_schedules(app):
         for account in backups.schedule_accounts(app, sched.id):
-            names = [app.store.destination(d).name for d in sched.destination_ids if app.store.destination(d)]
             if dry_run:
+                names = [d.name for d in map(app.store.destination, sched.destination_ids) if d]
                 report.add("backup", f"{account.user} -> {', '.join(names)}", True, f"would run (schedule {sched.name})")
                 continue
             _backup(app, report, account.user, [str(d) for d in sched.destination_ids], sched.name, touched)
@@ -91,7 +91,13 @@ def _run(app: App, dry_run: bool) -> Report:
         if dry_run:
             report.add("restore", f"{req.id} ({req.account})", True, "would run (dry run)")
             continue
-        done = restores.execute(app, req.id, "run-due")
+        try:
+            done = restores.execute(app, req.id, "run-due")
+        except Busy as exc:  # a backup, download or restore of the account is running: the next run-due retries
+            report.add("restore", f"{req.id} ({req.account})", False, str(exc))
+            continue
+        except Conflict:  # cancelled (or run by `restore run`) since the list was read: nothing to do
+            continue
         report.add("restore", f"{done.id} ({done.account})", done.status == "done", done.message or done.status)
     if not dry_run:
         for row in downloads.expire(app):
@@ -110,8 +116,11 @@ def _backup(app: App, report: Report, user: str, dest_refs: list[str], schedule:
             touched: dict[int, set[str]]) -> None:
     try:
         outcome = backups.backup_now(app, user, dest_refs, schedule=schedule, progress=Progress())
-    except Busy as exc:
-        report.add("backup", user, False, str(exc))
+    except Exception as exc:  # one account's trouble must not stop the others (Ctrl-C/SIGTERM still do)
+        message = str(exc) or exc.__class__.__name__
+        report.add("backup", user, False, message)
+        if not isinstance(exc, Busy):
+            app.store.add_event("backup_failed", f"backup of {user} could not run: {message}", account=user)
         return
     for copy in outcome.copies:
         ok = copy.status in ("ok", "warning")

@@ -18,6 +18,7 @@ Read from an INI file: `$JABALI_CONFIG`, else `/etc/jabali/jabali.conf` (absent 
     [download]
     dir = /var/lib/jabali-downloads           ; archives for tenants: <dir>/<user>/ (owned by the user)
     expire_hours = 24
+    min_interval_minutes = 60                 ; a tenant may start one download per interval
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Settings:
     dns_reload: str | None
     download_dir: Path
     download_expire_hours: float
+    download_min_interval_minutes: float
 
     def pg_tool(self, name: str) -> str:
         if self.pg_bindir:
@@ -97,6 +99,7 @@ def _load(path: str, state: str) -> Settings:
         dns_reload=get("restore", "dns_reload"),
         download_dir=Path(get("download", "dir") or "/var/lib/jabali-downloads"),
         download_expire_hours=float(get("download", "expire_hours") or 24),
+        download_min_interval_minutes=float(get("download", "min_interval_minutes") or 60),
     )
 
 

@@ -266,12 +266,16 @@ class CatalogMixin:
         row = self.conn.execute("SELECT status FROM backups WHERE id = ?", (backup_id,)).fetchone()
         return row[0] if row else None
 
-    def put_copy(self, copy: BackupCopy) -> None:
+    def put_copy(self, copy: BackupCopy, keep_existing: bool = False) -> None:
+        """Record one backup on one destination; `keep_existing` (sync) never overwrites what a backup run
+        recorded (status, sizes), which the repository alone cannot tell as precisely."""
+        conflict = "DO NOTHING" if keep_existing else (
+            "DO UPDATE SET status = excluded.status, message = excluded.message, size = excluded.size,"
+            " files = excluded.files, components = excluded.components"
+        )
         self.conn.execute(
             "INSERT INTO backup_copies (backup_id, destination_id, account, time, status, message, size, files, components)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (backup_id, destination_id) DO UPDATE SET"
-            " status = excluded.status, message = excluded.message, size = excluded.size, files = excluded.files,"
-            " components = excluded.components",
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (backup_id, destination_id) {conflict}",
             (
                 copy.backup_id, copy.destination_id, copy.account, copy.time, copy.status, copy.message,
                 copy.size, copy.files, json.dumps(copy.components),
@@ -297,7 +301,11 @@ class CatalogMixin:
         limit: int | None = None,
     ) -> list[BackupCopy]:
         where, args = [], []
-        for column, value in (("c.account", account), ("c.destination_id", destination_id), ("c.backup_id", backup_id)):
+        # With an account, "+" keeps SQLite off the destination index: a destination holds every account's
+        # copies, an account only its own (retention asks per account and destination; scanning the
+        # destination's copies instead made run-due quadratic in the number of accounts).
+        dest_column = "+c.destination_id" if account is not None else "c.destination_id"
+        for column, value in (("c.account", account), (dest_column, destination_id), ("c.backup_id", backup_id)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)

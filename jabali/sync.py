@@ -40,6 +40,14 @@ def sync_destination(app: App, dest: DestinationRow) -> int:
         tags = _tags(snap)
         if tags.get("backup") and tags.get("account") and tags.get("component"):
             groups[tags["backup"]].append(snap)
+    # restic 0.14's `backup --json` summary names the snapshot by its short id, so the catalog may hold
+    # a prefix of the id listed here: keep the catalog's id rather than adding the snapshot a second time.
+    known = {sid[:8]: sid for sid in app.store.snapshot_ids(dest.id)}
+
+    def catalog_id(full: str) -> str:
+        short = known.get(full[:8])
+        return short if short and full.startswith(short) else full
+
     present = set()
     with app.store.tx():
         for backup_id, snaps in groups.items():
@@ -53,10 +61,10 @@ def sync_destination(app: App, dest: DestinationRow) -> int:
             sizes = [((s.get("summary") or {}).get("total_bytes_processed") or 0) for s in snaps]
             files = [((s.get("summary") or {}).get("total_files_processed") or 0) for s in snaps]
             app.store.put_copy(BackupCopy(backup_id, dest.id, dest.name, tags["account"], at, status, None,
-                                          int(sum(sizes)), int(sum(files)), logical))
+                                          int(sum(sizes)), int(sum(files)), logical), keep_existing=True)
             for snap, size, count in zip(snaps, sizes, files):
-                present.add(snap["id"])
-                app.store.put_snapshot(SnapshotRow(dest.id, snap["id"], backup_id, _tags(snap)["component"], at,
+                present.add(catalog_id(snap["id"]))
+                app.store.put_snapshot(SnapshotRow(dest.id, catalog_id(snap["id"]), backup_id, _tags(snap)["component"], at,
                                                    int(size), int(count), snap.get("paths") or []))
     for copy in app.store.copies(destination_id=dest.id):
         ids = {s.snapshot_id for s in app.store.snapshots_of(copy.backup_id, dest.id)}

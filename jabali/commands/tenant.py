@@ -101,10 +101,11 @@ def cancel(app: App, rid: int) -> None:
 @json_option
 @click.pass_obj
 def download(app: App, as_json: bool) -> None:
-    """Make a fresh backup of your account and get it as one .tar.gz (expires after a day)."""
+    """Make a fresh backup of your account and get it as one .tar.gz (expires after a day; one per hour)."""
     from .. import downloads
     from ..progress import Progress
 
     account, pkg = tenants.current(app)
     tenants.require_download(pkg)
+    downloads.check_tenant_rate(app, account.user)
     report(downloads.create(app, account.user, Progress()), as_json)
