@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from filelock import FileLock, Timeout
 
-from . import accounts, defaults, destination_ops, paths, restic
+from . import accounts, destination_ops, paths, restic
 from .app import App
 from .engine import BackupOutcome, Target, backup_account
 from .errors import Busy, InvalidInput, OperationFailed
@@ -43,13 +43,8 @@ def recover_interrupted(app: App) -> list[str]:
 
 
 def targets(app: App, refs: Iterable[str]) -> list[Target]:
-    out = []
-    for ref in refs:
-        dest = app.store.destination(ref)
-        if dest is None:
-            raise InvalidInput("--destination", f"destination {ref!r} not found")
-        out.append(Target(dest, destination_ops.repository_for(app, dest)))
-    return out
+    dests = [destination_ops.lookup(app, ref) for ref in refs]
+    return [Target(dest, destination_ops.repository_for(app, dest)) for dest in dests]
 
 
 def default_destinations(app: App, account: AccountRow) -> list[str]:
@@ -59,6 +54,8 @@ def default_destinations(app: App, account: AccountRow) -> list[str]:
         if sched.enabled and account.user in {a.user for a in schedule_accounts(app, sched.id)}:
             refs += [str(d) for d in sched.destination_ids if str(d) not in refs]
     if not refs:
+        from . import defaults  # croniter is slow to import; `backup --destination` never gets here
+
         defaults.ensure(app)
         if app.store.destination(defaults.DEFAULT_DESTINATION):
             refs = [defaults.DEFAULT_DESTINATION]

@@ -31,6 +31,14 @@ def get(app: App, ref: str) -> DestinationRow:
     return dest
 
 
+def lookup(app: App, ref: str, field: str = "--destination") -> DestinationRow:
+    """Like `get`, for a destination named in an option: the error names the option."""
+    dest = app.store.destination(ref)
+    if dest is None:
+        raise InvalidInput(field, f"destination {ref!r} not found")
+    return dest
+
+
 def secrets_of(app: App, dest: DestinationRow) -> dict[str, str]:
     out = {}
     for name in app.store.secret_names(scope(dest.id)):

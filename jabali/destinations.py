@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from . import paths, restic, validate
 from .errors import InvalidInput
 
@@ -150,6 +147,8 @@ def _ssh_key(field: str, value: str) -> str:
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         raise InvalidInput(field, f"{value} is readable by group or others; ssh refuses such keys (chmod 600)")
     data = path.read_bytes()
+    from cryptography.hazmat.primitives import serialization  # slow to import; only validation needs it
+
     try:
         serialization.load_ssh_private_key(data, password=None)
     except TypeError:
@@ -177,6 +176,8 @@ def _gcs_credentials(field: str, value: str) -> str:
     for key in ("client_email", "private_key", "project_id"):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise InvalidInput(field, f"service-account key has no {key}")
+    from cryptography.hazmat.primitives import serialization
+
     try:
         serialization.load_pem_private_key(doc["private_key"].encode(), password=None)
     except Exception:
@@ -190,6 +191,8 @@ def _cacert(field: str, value: str) -> str:
     if not value:
         return ""
     path = validate.readable_file(field, value)
+    from cryptography import x509
+
     try:
         x509.load_pem_x509_certificates(path.read_bytes())
     except ValueError:

@@ -118,7 +118,8 @@ def _extract(src: Source, snapshot: SnapshotRow, src_dir: str, dest_dir: Path, m
     tar_err = tar.stderr.read().decode(errors="replace")
     tar.wait()
     if dump.returncode != 0:
-        raise OperationFailed(src.repo.redact(dump_err.decode(errors="replace").strip().splitlines()[-1][:300]))
+        lines = dump_err.decode(errors="replace").strip().splitlines() or [f"restic dump exited {dump.returncode}"]
+        raise OperationFailed(src.repo.redact(lines[-1][:300]))
     if tar.returncode != 0:
         raise OperationFailed("; ".join(tar_err.strip().splitlines()[-3:])[:500] or f"tar exited {tar.returncode}")
 

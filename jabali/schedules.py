@@ -10,7 +10,7 @@ from typing import Any
 
 from croniter import croniter
 
-from . import clock, validate
+from . import clock, destination_ops, validate
 from .app import App
 from .errors import Conflict, InvalidInput, NotFound
 from .store import ScheduleRow
@@ -41,9 +41,7 @@ def _destination_ids(app: App, refs: list[str]) -> list[int]:
         raise InvalidInput("--destination", "at least one destination is required")
     ids: list[int] = []
     for ref in refs:
-        dest = app.store.destination(ref)
-        if dest is None:
-            raise InvalidInput("--destination", f"destination {ref!r} not found")
+        dest = destination_ops.lookup(app, ref)
         if not dest.last_test_ok:
             raise InvalidInput(
                 "--destination",

@@ -18,6 +18,13 @@ spec.loader.exec_module(gen)  # type: ignore[union-attr]
 COMMANDS = gen.walk(cli, ["jabali"])
 
 
+def test_every_command_is_walked() -> None:
+    # Guards the walk itself: the root group loads its commands lazily.
+    names = {" ".join(p) for p, _ in COMMANDS}
+    assert {"jabali destination create", "jabali restore undo", "jabali tenant download", "jabali run-due"} <= names
+    assert len(COMMANDS) > 50
+
+
 @pytest.mark.parametrize("path,command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
 def test_command_has_help_and_reference(path: list[str], command: click.Command) -> None:
     assert (command.help or "").strip(), f"{' '.join(path)} has no help text"
@@ -33,5 +40,5 @@ def test_cli_reference_is_current() -> None:
 
 def test_every_read_command_has_json() -> None:
     for path, command in COMMANDS:
-        if path[-1] in ("list", "get"):
+        if path[-1] in ("list", "get", "show", "ls", "snapshots", "schedules", "requests"):
             assert any("--json" in getattr(p, "opts", []) for p in command.params), " ".join(path)

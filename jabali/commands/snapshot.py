@@ -7,6 +7,7 @@ from dataclasses import asdict
 import click
 
 from ..app import App
+from ..destination_ops import lookup
 from ..errors import InvalidInput
 from ..output import json_option, print_json, print_table
 
@@ -24,12 +25,7 @@ def command() -> None:
 @click.pass_obj
 def list_(app: App, account: str | None, destination: str | None, limit: int | None, as_json: bool) -> None:
     """List backups (one row per backup and destination), newest first. Never contacts a repository."""
-    dest_id = None
-    if destination is not None:
-        dest = app.store.destination(destination)
-        if dest is None:
-            raise InvalidInput("--destination", f"destination {destination!r} not found")
-        dest_id = dest.id
+    dest_id = lookup(app, destination).id if destination is not None else None
     copies = app.store.copies(account=account, destination_id=dest_id, limit=limit)
     if as_json:
         print_json([asdict(c) for c in copies])
@@ -45,10 +41,7 @@ def sync(app: App, destinations: tuple[str, ...]) -> None:
     """Rebuild the catalog from the repositories (after losing the panel host, say)."""
     from .. import sync as sync_mod
 
-    dests = [app.store.destination(d) for d in destinations] if destinations else app.store.destinations()
-    for ref, dest in zip(destinations or [d.name for d in dests], dests):
-        if dest is None:
-            raise InvalidInput("--destination", f"destination {ref!r} not found")
+    dests = [lookup(app, d) for d in destinations] if destinations else app.store.destinations()
     for dest in dests:
         count = sync_mod.sync_destination(app, dest)
         click.echo(f"{dest.name}: {count} backup(s) in the repository")
@@ -71,12 +64,7 @@ def ls(app: App, backup_id: str, path: str | None, destination: str | None, as_j
     account = app.store.account(copies[0].account)
     if account is None:
         raise InvalidInput("BACKUP_ID", f"the account of backup {backup_id} is no longer configured")
-    dest_id = None
-    if destination is not None:
-        dest = app.store.destination(destination)
-        if dest is None:
-            raise InvalidInput("--destination", f"destination {destination!r} not found")
-        dest_id = dest.id
+    dest_id = lookup(app, destination).id if destination is not None else None
     src = source_for(app, account, backup_id, dest_id)
     home = (src.components.get("files") or [account.config["home"]])[0]
     args = ["ls", "--json", src.snapshots["files"].snapshot_id]
