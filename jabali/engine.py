@@ -265,11 +265,19 @@ def _stream(engine: str, sections: list[dumps.Section], targets: list[Target], o
                 copy.snapshots.append(_snapshot_row(target, copy, engine, summary, [f"/{stdin_name}"]))
 
 
+def dump_env() -> dict[str, str]:
+    """The environment of dump and client tools: the database variables the operator set (PG*, MYSQL_*),
+    nothing else of jabali's (which may hold JABALI_* secrets typed for a destination)."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith(("PG", "MYSQL_"))}
+
+
 def _dump_into(section: dumps.Section, sink) -> str | None:
     """Run one dump, copying its output to `sink`; return None, or why it failed."""
     with tempfile.TemporaryFile() as errors:
         try:
-            proc = subprocess.Popen(section.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+            proc = subprocess.Popen(section.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                    env=dump_env())
         except OSError as exc:
             return f"cannot run {section.argv[0]}: {exc.strerror}"
         assert proc.stdout is not None

@@ -22,6 +22,7 @@ from typing import Any
 from . import clock, destination_ops, restic, sandbox, settings
 from .app import App
 from .components import dumps
+from .engine import dump_env
 from .errors import InvalidInput, NotFound, OperationFailed
 from .restic import Repository, ResticError
 from .store import AccountRow, DestinationRow, SnapshotRow
@@ -255,12 +256,13 @@ def _replay(engine: str, database: str, lines: Any, conf: settings.Settings) -> 
             [*psql, "-v", f"db={database}"],
             input=b"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                   b" WHERE datname = :'db' AND pid <> pg_backend_pid();\n",
-            capture_output=True, timeout=120,
+            capture_output=True, timeout=120, env=dump_env(),
         )
         if kick.returncode != 0:
             raise OperationFailed(f"cannot disconnect users of {database}: {kick.stderr.decode(errors='replace')[-200:]}")
         argv = psql
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          env=dump_env()) as proc:
         assert proc.stdin is not None and proc.stderr is not None
         import threading
 

@@ -129,3 +129,4 @@ def test_restic_017_exit_codes(fake_restic: FakeRestic, run_cli, tmp_path, codes
     result = run_cli("destination", "test", "disk")
     assert (result.exit_code == 0) is expect_ok, result.output
     assert expected in result.output
+
