@@ -7,9 +7,17 @@ from dataclasses import asdict
 import click
 
 from ..app import App
-from ..destination_ops import lookup
 from ..errors import InvalidInput
 from ..output import json_option, print_json, print_table
+from ..store import DestinationRow
+
+
+def lookup(app: App, ref: str) -> DestinationRow:
+    # Imported on use: destination_ops pulls in restic, probe and filelock, and `snapshot list` (the panel
+    # calls it often) needs none of them.
+    from ..destination_ops import lookup as find
+
+    return find(app, ref)
 
 
 @click.group("snapshot")
