@@ -23,6 +23,7 @@ from . import __version__, clock, paths, restic, settings
 from .app import App
 from .components import dumps
 from .components.filesets import FileSet, file_set
+from .errors import OperationFailed
 from .progress import Progress
 from .restic import Repository, ResticError
 from .store import AccountRow, BackupCopy, DestinationRow, SnapshotRow
@@ -180,7 +181,7 @@ def _files(target: Target, copy: CopyOutcome, fs: FileSet, tags: list[str], when
         with restic.Running(target.repo, args, on_message=progress.restic_message) as proc:
             result = proc.wait()
             summary, unreadable = proc.summary(), proc.errors()
-    except ResticError as exc:
+    except OperationFailed as exc:  # ResticError included; also "cannot start restic"
         copy.failures.append(("files", str(exc)))
         return
     if result.returncode not in (0, 3) or summary is None:
@@ -229,7 +230,7 @@ def _stream(engine: str, sections: list[dumps.Section], targets: list[Target], o
                 procs[target.dest.id] = stack.enter_context(
                     restic.Running(target.repo, args, feed_stdin=True, wrapper=_restic_argv_prefix())
                 )
-            except ResticError as exc:
+            except OperationFailed as exc:
                 copies[target.dest.id].failures.append((engine, str(exc)))
 
         def broadcast(data: bytes) -> None:
