@@ -5,11 +5,12 @@ runs, and retention (forget whole backups by snapshot id, then one prune per des
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from dataclasses import dataclass
 
 from filelock import FileLock, Timeout
 
-from . import accounts, destination_ops, paths, restic
+from . import accounts, clock, destination_ops, paths, restic
 from .app import App
 from .engine import BackupOutcome, Target, backup_account
 from .errors import Busy, InvalidInput, OperationFailed
@@ -19,6 +20,7 @@ from .retention import Policy, to_forget
 from .store import AccountRow, DestinationRow
 
 INTERRUPTED = "interrupted: jabali stopped before this backup finished"
+UNDO_DAYS = 30  # how long an in-place restore stays undoable
 
 
 def account_lock(user: str) -> FileLock:
@@ -112,10 +114,13 @@ def apply_retention(app: App, dest_id: int, users: Iterable[str]) -> RetentionRe
         pkg = app.store.package(account.package) if account else None
         if pkg is None:
             continue
-        # Pre-restore (undo) backups are not part of the package's retention.
-        copies = [c for c in app.store.copies(account=user, destination_id=dest_id) if c.kind == "account_full"]
+        all_copies = app.store.copies(account=user, destination_id=dest_id)
+        # Pre-restore (undo) backups are outside the package policy: kept UNDO_DAYS, then forgotten.
+        copies = [c for c in all_copies if c.kind == "account_full"]
+        undo_cutoff = clock.iso(clock.now() - timedelta(days=UNDO_DAYS))
+        expired = [c.backup_id for c in all_copies if c.kind == "pre_restore" and c.time < undo_cutoff]
         policy = Policy(pkg.keep_daily, pkg.keep_weekly, pkg.keep_monthly)
-        for backup_id in to_forget([(c.backup_id, c.time, c.status) for c in copies], policy):
+        for backup_id in to_forget([(c.backup_id, c.time, c.status) for c in copies], policy) + expired:
             ids = [s.snapshot_id for s in app.store.snapshots_of(backup_id, dest_id)]
             forget.append((backup_id, ids))
     if not forget:

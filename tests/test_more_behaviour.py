@@ -147,3 +147,21 @@ def test_dns_reload_runs_after_in_place_zone_restore(panel: Panel, tmp_path: Pat
     panel.cli("restore", "run", str(rid))
     assert acc.zone.read_bytes() == original
     assert marker.exists(), "the configured reload command ran"
+
+
+def test_pre_restore_backups_expire_after_the_undo_window(panel: Panel) -> None:
+    """An in-place restore keeps its undo backup for 30 days; the next retention after that forgets it."""
+    acc = panel.account()
+    backup_id = panel.backup(acc, env={"JABALI_NOW": "2033-01-01T01:00:00+00:00"})
+    at = {"JABALI_NOW": "2033-01-01T01:10:00+00:00"}
+    rid = panel.json("restore", "request", "--account", acc.user, "--snapshot", backup_id, "--components", "files",
+                     "--target", "in-place", env=at)["id"]
+    panel.cli("restore", "approve", str(rid), env=at)
+    undo_id = panel.json("restore", "run", str(rid), env=at)["undo_backup_id"]
+    kinds = {c["backup_id"]: c["kind"] for c in panel.json("snapshot", "list", "--account", acc.user)}
+    assert kinds[undo_id] == "pre_restore"
+    # Within the window a nightly run (with its retention) keeps it; 31 days on it is forgotten.
+    panel.json("run-due", env={"JABALI_NOW": "2033-01-02T02:05:00+00:00"})
+    assert undo_id in {c["backup_id"] for c in panel.json("snapshot", "list", "--account", acc.user)}
+    panel.json("run-due", env={"JABALI_NOW": "2033-02-03T02:05:00+00:00"})
+    assert undo_id not in {c["backup_id"] for c in panel.json("snapshot", "list", "--account", acc.user)}
