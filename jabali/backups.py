@@ -28,7 +28,8 @@ def account_lock(user: str) -> FileLock:
 
 
 def recover_interrupted(app: App) -> list[str]:
-    """Mark backups left 'running' by a process that died as failed (their account lock is free)."""
+    """Mark backups left 'running' by a process that died as failed (their account lock is free), and remove
+    the snapshots they had already written: the catalog never listed them, so retention never would."""
     recovered = []
     for backup_id, user, _pid in app.store.running_backups():
         lock = account_lock(user)
@@ -39,9 +40,30 @@ def recover_interrupted(app: App) -> list[str]:
         try:
             app.store.finish_backup(backup_id, "failed", INTERRUPTED, [])
             recovered.append(backup_id)
+            _purge_orphans(app, backup_id, user)
         finally:
             lock.release()
     return recovered
+
+
+def _purge_orphans(app: App, backup_id: str, user: str) -> None:
+    detail = app.store.backup_detail(backup_id) or {}
+    for dest_id in detail.get("targets", []):
+        dest = app.store.destination(dest_id)
+        if dest is None:
+            continue
+        repo = destination_ops.repository_for(app, dest)
+        try:
+            found = restic.run_unlocking(repo, ["snapshots", "--json", "--tag", f"backup={backup_id}"]).json() or []
+            if found:
+                restic.run_unlocking(repo, ["forget", *[snap["id"] for snap in found]])
+        except ResticError as exc:
+            app.store.add_event(
+                "backup_failed",
+                f"interrupted backup {backup_id} of {user}: its partial snapshots on {dest.name} could not be"
+                f" removed ({exc}); remove snapshots tagged backup={backup_id} by hand",
+                destination=dest.name, account=user,
+            )
 
 
 def targets(app: App, refs: Iterable[str]) -> list[Target]:

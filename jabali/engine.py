@@ -159,7 +159,8 @@ def _run(app: App, account: AccountRow, targets: list[Target], outcome: BackupOu
     expect = ["files", *engines]
     databases = {e: [s.database for s in ss] for e, ss in engines.items()}
     write_manifest(account, outcome.backup_id, fs, databases, kind)
-    app.store.set_backup_detail(outcome.backup_id, {"components": fs.components, "databases": databases})
+    app.store.set_backup_detail(outcome.backup_id, {"components": fs.components, "databases": databases,
+                                                    "targets": [t.dest.id for t in targets]})
     when = restic.snapshot_time(started)
     for target, copy in zip(targets, outcome.copies):
         progress.step(f"{account.user}: files -> {target.dest.name}")

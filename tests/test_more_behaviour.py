@@ -165,3 +165,39 @@ def test_pre_restore_backups_expire_after_the_undo_window(panel: Panel) -> None:
     assert undo_id in {c["backup_id"] for c in panel.json("snapshot", "list", "--account", acc.user)}
     panel.json("run-due", env={"JABALI_NOW": "2033-02-03T02:05:00+00:00"})
     assert undo_id not in {c["backup_id"] for c in panel.json("snapshot", "list", "--account", acc.user)}
+
+
+def test_killed_backup_leaves_nothing_running_and_no_orphan_snapshot(panel: Panel, tmp_path: Path) -> None:
+    """SIGKILL jabali while it streams a database: restic (pdeathsig) saves no truncated dump, the next run
+    marks the backup failed (nothing stays 'running') and forgets the files snapshot it had already written."""
+    slow_dump = tmp_path / "slow-dump"
+    slow_dump.write_text("#!/bin/sh\necho 'CREATE TABLE t (a INT);'\nexec sleep 60\n")
+    slow_dump.chmod(0o755)
+    panel.write_config()
+    conf = Path(os.environ["JABALI_CONFIG"])
+    conf.write_text(conf.read_text() + f"[mysql]\ndump = {slow_dump}\n")
+    from jabali import settings
+
+    settings._load.cache_clear()
+    acc = panel.account()
+    panel.cli("account", "update", acc.user, "--database", "shop")
+    repo = Path(panel.json("destination", "get", "local")["config"]["path"])
+    before = set((repo / "snapshots").iterdir())
+    proc = subprocess.Popen([sys.executable, "-m", "jabali", "backup", acc.user, "--destination", "local"],
+                            env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while set((repo / "snapshots").iterdir()) == before:  # the files snapshot is written first
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)  # now inside the database stream
+    proc.kill()
+    proc.wait()
+    time.sleep(1)
+    assert len(set((repo / "snapshots").iterdir()) - before) == 1, "no truncated dump snapshot was saved"
+
+    result = panel.run_cli("run-due", "--json")
+    assert result.exit_code == 3, "the interrupted backup is reported as a failure"
+    assert any(i["kind"] == "recover" for i in json.loads(result.stdout)["items"])
+    assert set((repo / "snapshots").iterdir()) == before, "the orphaned files snapshot was forgotten"
+    assert panel.json("snapshot", "list", "--account", acc.user) == []
+    subprocess.run(["pkill", "-f", str(slow_dump)], check=False)
