@@ -149,7 +149,7 @@ def view(app: App, dest: DestinationRow, *, show_password: bool = False) -> dict
         "config": dest.config,
         "secrets_set": secret_names,
         "last_test_at": dest.last_test_at,
-        "last_test": _test_state(dest),
+        "last_test": test_state(dest),
         "last_test_message": dest.last_test_message,
         "schedules": app.store.schedules_targeting(dest.id),
         "created_at": dest.created_at,
@@ -159,7 +159,8 @@ def view(app: App, dest: DestinationRow, *, show_password: bool = False) -> dict
     return out
 
 
-def _test_state(dest: DestinationRow) -> str:
+def test_state(dest: DestinationRow) -> str:
+    """untested, ok or failed: the last test's outcome as `list` shows it."""
     if dest.last_test_ok is None:
         return "untested"
     return "ok" if dest.last_test_ok else "failed"

@@ -19,7 +19,7 @@ from . import accounts, restore_run
 from .app import App
 from .backups import account_lock
 from .components import LOGICAL
-from .errors import Busy, Conflict, InvalidInput, NotFound, OperationFailed
+from .errors import Busy, Conflict, InvalidInput, NotFound
 from .store import RestoreRow
 
 TARGETS = ("in-place", "staging")

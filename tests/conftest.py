@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from jabali import restic
 from jabali.cli import cli
 
-pytest_plugins = ["srv_storage", "srv_gcs", "srv_db", "account_data"]
+pytest_plugins = ["srv_storage", "srv_gcs", "srv_db", "account_data", "small_account"]
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ from account_data import (
     DOVECOT_RUNTIME,
     ODD_NAME,
     build_account,
-    hosting_account,  # noqa: F401  (fixture)
     hardlink_groups,
     load_mysql_dump,
     load_pg_dump,

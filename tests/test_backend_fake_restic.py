@@ -10,7 +10,6 @@ Every restic process is registered; an unexpected one fails the test (ProcessNot
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from collections.abc import Iterator

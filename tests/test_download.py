@@ -10,7 +10,7 @@ import tarfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from small_account import HOME_FILES, Panel, SmallAccount, panel, template_repo  # noqa: F401  (fixtures)
+from small_account import HOME_FILES, Panel, SmallAccount
 
 T0 = datetime.fromisoformat("2031-05-01T10:00:00+00:00")  # far from the default nightly 02:00 run
 

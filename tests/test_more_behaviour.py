@@ -15,7 +15,7 @@ from pathlib import Path
 from helpers import out_json
 from jabali import destination_ops, restic
 from jabali.app import App
-from small_account import Panel, panel, template_repo  # noqa: F401  (fixtures)
+from small_account import Panel
 
 
 def test_embedded_default_destination_and_nightly_schedule(run_cli, tmp_path: Path, restic_version) -> None:

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from helpers import db_dump
-from small_account import HOME_FILES, Panel, panel, template_repo  # noqa: F401  (fixtures)
+from small_account import HOME_FILES, Panel
 
 OPERATOR = {"SUDO_USER": "opalice"}  # the operator acting through sudo, as recorded in the history
 

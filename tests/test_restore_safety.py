@@ -37,7 +37,7 @@ from types import SimpleNamespace
 import pytest
 
 from account_data import tree_manifest
-from small_account import HOME_FILES, Panel, SmallAccount, panel, template_repo  # noqa: F401  (fixtures)
+from small_account import HOME_FILES, Panel, SmallAccount
 
 
 def root_tree(root: Path, files: dict[str, bytes], mode: int = 0o755) -> Path:

@@ -13,7 +13,7 @@ import click
 import pytest
 
 from helpers import db_dump
-from small_account import Panel, panel, template_repo  # noqa: F401  (fixtures)
+from small_account import Panel
 
 SUDOERS = Path(__file__).resolve().parent.parent / "contrib" / "sudoers" / "jabali-tenant"
 TENANT_SUBCOMMANDS = {"snapshots", "schedules", "restore", "requests", "cancel", "download"}

@@ -84,7 +84,7 @@ def list_(app: App, as_json: bool) -> None:
             d.type,
             destinations.location(d.type, d.config),
             d.last_test_at,
-            ops.view(app, d)["last_test"],
+            ops.test_state(d),
             d.last_test_message,
         ]
         for d in dests
